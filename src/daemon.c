@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: MIT */
+#include <signal.h>
+#include <stdio.h>
+#include <sysexits.h>
+#include <systemd/sd-daemon.h>
+#include <systemd/sd-event.h>
+
+#include "api.h"
+#include "config-read.h"
+#include "daemon.h"
+#include "ledger.h"
+#include "log.h"
+#include "notify.h"
+#include "pipeline.h"
+#include "status.h"
+#include "telemetry.h"
+#include "version.h"
+
+#define STATUS_INTERVAL USEC_PER_SEC
+#define TOTALS_MAX_AGE (2 * USEC_PER_SEC)
+
+typedef struct Daemon {
+        sd_event *event;
+        const char *config_path;
+        bool config_path_explicit;
+        Config *config;
+        Pipeline *pipeline;
+        Telemetry *telemetry;
+        Api *api;
+        sd_event_source *status_timer;
+        usec_t started_at;
+        bool stopping;
+        int exit_code;
+} Daemon;
+
+static void snapshot(Daemon *d, StatusSnapshot *ret) {
+        Pipeline *p = d->pipeline;
+
+        *ret = (StatusSnapshot) {
+                .version = TRANSMITTER_VERSION,
+                .instance_id = d->config->instance_id,
+                .now_realtime = now(CLOCK_REALTIME),
+                .uptime = now(CLOCK_MONOTONIC) - d->started_at,
+                .stats = pipeline_stats(p),
+                .broker_connected = pipeline_broker_connected(p),
+                .database_connected = pipeline_database_connected(p),
+                .database_reconnects = pipeline_database_reconnects(p),
+                .circuit = pipeline_circuit_state(p),
+                .circuit_changed_at = pipeline_circuit_changed_at(p),
+                .in_flight = pipeline_in_flight(p),
+                .pending_events = pipeline_pending_events(p),
+                .unacked = pipeline_unacked(p),
+                .prefetch = config_prefetch(d->config),
+                .ledger_backlog = pipeline_ledger_backlog(p),
+        };
+}
+
+static void route_health(void *userdata, ApiResponse *r) {
+        if (status_health_json(&r->body) < 0)
+                r->status = 500;
+}
+
+static void route_ready(void *userdata, ApiResponse *r) {
+        StatusSnapshot s;
+
+        snapshot(userdata, &s);
+        if (status_ready_json(&s, &r->body, &r->status) < 0)
+                r->status = 500;
+}
+
+static void route_stats(void *userdata, ApiResponse *r) {
+        Daemon *d = userdata;
+        StatusSnapshot s;
+
+        snapshot(d, &s);
+        /* Cached: a scrape every few hundred ms must not become a table scan each time. */
+        s.totals = pipeline_ledger_totals(d->pipeline, TOTALS_MAX_AGE);
+        if (status_stats_json(&s, &r->body) < 0)
+                r->status = 500;
+}
+
+static void route_metrics(void *userdata, ApiResponse *r) {
+        Daemon *d = userdata;
+
+        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        if (telemetry_format(d->telemetry, d->pipeline, &r->body) < 0)
+                r->status = 500;
+}
+
+static const ApiRoute routes[] = {
+        { "/health", route_health },
+        { "/ready", route_ready },
+        { "/api/v1/stats", route_stats },
+        { "/metrics", route_metrics },
+        { NULL, NULL },
+};
+
+static void update_status(Daemon *d) {
+        StatusSnapshot s;
+        char line[256];
+
+        if (d->stopping)
+                return;
+        snapshot(d, &s);
+        status_line(&s, line, sizeof line);
+        notify_status(line);
+}
+
+static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        update_status(userdata);
+        (void) sd_event_source_set_time_relative(s, STATUS_INTERVAL);
+        return 0;
+}
+
+static void on_stopped(Pipeline *p, bool clean, void *userdata) {
+        Daemon *d = userdata;
+
+        log_info("Stopped%s", clean ? ": everything in flight was settled" : " at the shutdown timeout");
+        (void) sd_event_exit(d->event, d->exit_code);
+}
+
+static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+
+        if (d->stopping) {
+                log_notice("Second %s: exiting now; unsettled events go back to the queue", strsignal((int) si->ssi_signo));
+                return sd_event_exit(d->event, d->exit_code);
+        }
+        d->stopping = true;
+        log_info("Received %s: stopping consumption, sending the open batch, waiting up to %us",
+                 strsignal((int) si->ssi_signo), d->config->shutdown_timeout_s);
+        notify_stopping("stopping: sending what is in flight");
+        pipeline_stop(d->pipeline, (usec_t) d->config->shutdown_timeout_s * USEC_PER_SEC, on_stopped, d);
+        return 0;
+}
+
+static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        Daemon *d = userdata;
+        _cleanup_(config_freep) Config *c = NULL;
+        char error[CONFIG_ERROR_MAX], restart[CONFIG_ERROR_MAX];
+        int r;
+
+        notify_reloading();
+        r = config_read(d->config_path, d->config_path_explicit, &c, error);
+        if (r < 0) {
+                log_error("Reload failed, keeping the running configuration: %s", error);
+                goto finish;
+        }
+        if (config_reload_check(d->config, c, restart, sizeof restart) > 0)
+                log_warning("Reload: these settings change only at restart and keep their running values: %s", restart);
+        r = config_copy_restart_settings(c, d->config);
+        if (r < 0) {
+                log_error_errno(r, "Reload failed, keeping the running configuration: %s", STRERROR(r));
+                goto finish;
+        }
+
+        r = pipeline_reconfigure(d->pipeline, c);
+        if (r < 0) {
+                log_error_errno(r, "Reload failed, keeping the running configuration: %s", STRERROR(r));
+                (void) pipeline_reconfigure(d->pipeline, d->config);
+                goto finish;
+        }
+        log_set_max_level(c->log_level);
+        config_free(d->config);
+        d->config = TAKE_PTR(c);
+        log_info("Configuration reloaded");
+
+finish:
+        {
+                StatusSnapshot snap;
+                char line[256];
+
+                snapshot(d, &snap);
+                status_line(&snap, line, sizeof line);
+                notify_ready(line);
+        }
+        return 0;
+}
+
+static int take_listen_socket(const Config *c, int *ret_fd) {
+        int n, r;
+
+        n = sd_listen_fds(1);
+        if (n < 0)
+                return log_error_errno(n, "Failed to read the sockets passed by systemd: %s", STRERROR(n));
+        if (n > 1)
+                return log_error_errno(SYNTHETIC_ERRNO(ENOTSOCK),
+                                       "systemd passed %d sockets; expected exactly one stream socket", n);
+        if (n == 1) {
+                r = sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to check the socket passed by systemd: %s", STRERROR(r));
+                if (r == 0)
+                        return log_error_errno(SYNTHETIC_ERRNO(ENOTSOCK),
+                                               "The socket passed by systemd is not a listening stream socket");
+                log_debug("Using the socket passed by systemd");
+                *ret_fd = SD_LISTEN_FDS_START;
+                return 0;
+        }
+
+        r = api_listen(c->server_host, c->server_port, ret_fd);
+        if (r < 0)
+                return log_error_errno(r, "Failed to listen on %s:%u: %s", c->server_host, c->server_port, STRERROR(r));
+        log_info("Listening on %s:%u", c->server_host, c->server_port);
+        return 0;
+}
+
+static Daemon *daemon_free(Daemon *d) {
+        if (!d)
+                return NULL;
+        api_free(d->api);
+        pipeline_free(d->pipeline);
+        telemetry_free(d->telemetry);
+        sd_event_source_disable_unref(d->status_timer);
+        sd_event_unref(d->event);
+        config_free(d->config);
+        return mfree(d);
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(Daemon *, daemon_free);
+
+int daemon_run(Config *config, const char *config_path, bool config_path_explicit) {
+        _cleanup_(daemon_freep) Daemon *d = NULL;
+        PipelineObserver observer;
+        int listen_fd = -EBADF, r;
+        sigset_t mask;
+
+        d = calloc(1, sizeof *d);
+        if (!d) {
+                config_free(config);
+                return log_error_errno(SYNTHETIC_ERRNO(ENOMEM), "Out of memory");
+        }
+        d->config = config;
+        d->config_path = config_path;
+        d->config_path_explicit = config_path_explicit;
+        d->started_at = now(CLOCK_MONOTONIC);
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        /* Before any thread exists, so that all of them inherit the mask. */
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                r = negative_errno();
+                return log_error_errno(r, "Failed to block signals: %s", STRERROR(r));
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the event loop: %s", STRERROR(r));
+        if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d)) < 0 ||
+            (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
+            (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
+                return log_error_errno(r, "Failed to watch signals: %s", STRERROR(r));
+        r = sd_event_set_watchdog(d->event, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to enable the watchdog: %s", STRERROR(r));
+
+        r = take_listen_socket(d->config, &listen_fd);
+        if (r == -ENOTSOCK)
+                return EX_CONFIG; /* a unit file to fix: restarting would not help */
+        if (r < 0)
+                return r;
+
+        r = telemetry_new(&d->telemetry);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up metrics: %s", STRERROR(r));
+        telemetry_observer(d->telemetry, &observer);
+
+        if (d->config->database_migrate) {
+                r = ledger_migrate(d->config->database_url, d->config->migrations_dir,
+                                   (usec_t) d->config->connect_timeout_s * USEC_PER_SEC);
+                if (r < 0)
+                        log_warning("Migrations were not applied (%s); the service goes on and retries its writes",
+                                    strerror(-r));
+        }
+
+        r = pipeline_new(d->event, d->config, &observer, &d->pipeline);
+        if (r < 0) {
+                safe_close(listen_fd);
+                return log_error_errno(r, "Failed to set up the pipeline: %s", STRERROR(r));
+        }
+
+        r = api_new(d->event, listen_fd, routes, d, &d->api);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the HTTP API: %s", STRERROR(r));
+
+        r = pipeline_start(d->pipeline);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start the pipeline: %s", STRERROR(r));
+
+        r = sd_event_add_time_relative(d->event, &d->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL, 0,
+                                       on_status_timer, d);
+        if (r < 0)
+                return log_error_errno(r, "Failed to arm the status timer: %s", STRERROR(r));
+        (void) sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
+
+        {
+                _cleanup_free_ char *dest = url_redact(d->config->destination_url);
+                log_info("transmitter %s started: delivering to %s in batches of up to %u events", TRANSMITTER_VERSION,
+                         strempty(dest), d->config->batch_size);
+        }
+        notify_ready("started, connecting to broker and database");
+
+        r = sd_event_loop(d->event);
+        if (r < 0)
+                return log_error_errno(r, "Event loop failed: %s", STRERROR(r));
+        return r;
+}

@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "metrics.h"
+#include "process-stats.h"
+#include "telemetry.h"
+
+struct Telemetry {
+        MetricsRegistry *registry;
+        Metric *events_received, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
+                *reconnects, *circuit_state, *in_flight, *pending, *up, *request_duration, *batch_events,
+                *batch_bytes;
+};
+
+static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+static const double event_bounds[] = { 1, 10, 50, 100, 250, 500, 1000, 5000, 10000 };
+static const double byte_bounds[] = { 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216 };
+
+static void on_request_done(void *userdata, long http_status, usec_t duration) {
+        Telemetry *t = userdata;
+        char code[16];
+
+        if (http_status > 0)
+                snprintf(code, sizeof code, "%ld", http_status);
+        else
+                snprintf(code, sizeof code, "none");
+        (void) metric_counter_add(t->http_requests, code, 1);
+        metric_histogram_observe(t->request_duration, (double) duration / USEC_PER_SEC);
+}
+
+static void on_batch_formed(void *userdata, size_t events, size_t raw_bytes, size_t compressed_bytes) {
+        Telemetry *t = userdata;
+
+        metric_histogram_observe(t->batch_events, (double) events);
+        metric_histogram_observe(t->batch_bytes, (double) compressed_bytes);
+}
+
+void telemetry_observer(Telemetry *t, PipelineObserver *ret) {
+        *ret = (PipelineObserver) {
+                .request_done = on_request_done,
+                .batch_formed = on_batch_formed,
+                .userdata = t,
+        };
+}
+
+int telemetry_new(Telemetry **ret) {
+        _cleanup_(telemetry_freep) Telemetry *t = NULL;
+        MetricsRegistry *reg;
+        int r;
+
+        t = calloc(1, sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        r = metrics_registry_new(&t->registry);
+        if (r < 0)
+                return r;
+        reg = t->registry;
+
+        if ((r = metrics_counter_new(reg, "transmitter_events_received_total",
+                                     "Messages received from RabbitMQ.", NULL, &t->events_received)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_events_sent_total",
+                                     "Events delivered to the destination (answered 2xx).", NULL, &t->events_sent)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_events_dead_lettered_total",
+                                     "Messages dead-lettered, by reason.", "reason", &t->events_dead_lettered)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_batches_total", "Batches finished, by outcome.", "outcome",
+                                     &t->batches)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_http_requests_total",
+                                     "Requests to the destination, by HTTP status (none: no answer).", "code",
+                                     &t->http_requests)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_payload_bytes_total",
+                                     "Bytes of batch bodies, before (raw) and after (compressed) gzip.", "stage",
+                                     &t->payload_bytes)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_reconnects_total", "Reconnections, by peer.", "peer",
+                                     &t->reconnects)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_circuit_state",
+                                   "Circuit breaker state: 0 closed, 1 open, 2 half_open.", NULL, &t->circuit_state)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_in_flight_batches",
+                                   "Batches holding a send slot (on the wire or waiting to retry).", NULL,
+                                   &t->in_flight)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_pending_events", "Events held in memory, not yet settled.", NULL,
+                                   &t->pending)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_up", "Whether the connection to a peer is up.", "peer", &t->up)) < 0 ||
+            (r = metrics_histogram_new(reg, "transmitter_http_request_duration_seconds",
+                                       "Duration of requests to the destination.", duration_bounds,
+                                       ELEMENTSOF(duration_bounds), &t->request_duration)) < 0 ||
+            (r = metrics_histogram_new(reg, "transmitter_batch_events", "Events per batch formed.", event_bounds,
+                                       ELEMENTSOF(event_bounds), &t->batch_events)) < 0 ||
+            (r = metrics_histogram_new(reg, "transmitter_batch_bytes", "Compressed bytes per batch formed.",
+                                       byte_bounds, ELEMENTSOF(byte_bounds), &t->batch_bytes)) < 0)
+                return r;
+
+        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++)
+                if ((r = metric_declare(t->events_dead_lettered, dead_letter_kind_to_string(k))) < 0)
+                        return r;
+        if ((r = metric_declare(t->batches, "sent")) < 0 || (r = metric_declare(t->batches, "failed")) < 0 ||
+            (r = metric_declare(t->batches, "split")) < 0 || (r = metric_declare(t->payload_bytes, "raw")) < 0 ||
+            (r = metric_declare(t->payload_bytes, "compressed")) < 0 ||
+            (r = metric_declare(t->reconnects, "rabbitmq")) < 0 ||
+            (r = metric_declare(t->reconnects, "postgresql")) < 0 || (r = metric_declare(t->up, "rabbitmq")) < 0 ||
+            (r = metric_declare(t->up, "postgresql")) < 0)
+                return r;
+
+        r = process_stats_register(reg);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+Telemetry *telemetry_free(Telemetry *t) {
+        if (!t)
+                return NULL;
+        metrics_registry_free(t->registry);
+        return mfree(t);
+}
+
+static void set(Metric *m, const char *label, double v) {
+        (void) metric_gauge_set(m, label, v);
+}
+
+static void set_counter(Metric *m, const char *label, uint64_t v) {
+        MetricSeries *s;
+
+        if (metric_series(m, label, &s) >= 0)
+                metric_series_set(s, (double) v);
+}
+
+int telemetry_format(Telemetry *t, Pipeline *p, Buffer *out) {
+        const PipelineStats *st = pipeline_stats(p);
+
+        set_counter(t->events_received, NULL, st->events_received);
+        set_counter(t->events_sent, NULL, st->events_sent);
+        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++)
+                set_counter(t->events_dead_lettered, dead_letter_kind_to_string(k), st->events_dead_lettered[k]);
+        set_counter(t->batches, "sent", st->batches_sent);
+        set_counter(t->batches, "failed", st->batches_failed);
+        set_counter(t->batches, "split", st->batches_split);
+        set_counter(t->payload_bytes, "raw", st->bytes_raw);
+        set_counter(t->payload_bytes, "compressed", st->bytes_compressed);
+        set_counter(t->reconnects, "rabbitmq", st->broker_reconnects);
+        set_counter(t->reconnects, "postgresql", pipeline_database_reconnects(p));
+
+        set(t->circuit_state, NULL, (double) pipeline_circuit_state(p));
+        set(t->in_flight, NULL, pipeline_in_flight(p));
+        set(t->pending, NULL, (double) pipeline_pending_events(p));
+        set(t->up, "rabbitmq", pipeline_broker_connected(p));
+        set(t->up, "postgresql", pipeline_database_connected(p));
+
+        buffer_clear(out);
+        return metrics_format(t->registry, out);
+}

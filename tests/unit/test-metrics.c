@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "metrics.h"
+
+/* The registry's exposition as a C string, for comparing with the expected text. */
+static char *format_text(const MetricsRegistry *reg) {
+        Buffer b = { 0 };
+        char *s;
+
+        cr_assert_eq(metrics_format(reg, &b), 0);
+        s = strndup((const char *) b.data ? (const char *) b.data : "", b.size);
+        cr_assert_not_null(s);
+        buffer_done(&b);
+        return s;
+}
+
+static void expect_text(const MetricsRegistry *reg, const char *expected) {
+        _cleanup_free_ char *s = format_text(reg);
+        cr_assert_str_eq(s, expected);
+}
+
+static const char *fmt(double v) {
+        static char buf[METRICS_FLOAT_MAX];
+        return metrics_format_float(v, buf);
+}
+
+Test(metrics, float_format) {
+        cr_assert_str_eq(fmt(0), "0");
+        cr_assert_str_eq(fmt(-0.0), "0");
+        cr_assert_str_eq(fmt(1), "1");
+        cr_assert_str_eq(fmt(-3), "-3");
+        cr_assert_str_eq(fmt(0.5), "0.5");
+        cr_assert_str_eq(fmt(0.1), "0.1");
+        cr_assert_str_eq(fmt(2.5e-3), "0.0025");
+        cr_assert_str_eq(fmt(1e-9), "1e-09");
+        cr_assert_str_eq(fmt(12345678901.0), "12345678901");
+        cr_assert_str_eq(fmt(9007199254740993.0), "9007199254740992"); /* 2^53 + 1 rounds to even */
+        cr_assert_str_eq(fmt(1.0 / 3.0), "0.3333333333333333");
+        cr_assert_str_eq(fmt(0x1p63), "9.223372036854776e+18");
+        cr_assert_str_eq(fmt(1e300), "1e+300");
+        cr_assert_str_eq(fmt(INFINITY), "+Inf");
+        cr_assert_str_eq(fmt(-INFINITY), "-Inf");
+        cr_assert_str_eq(fmt(NAN), "NaN");
+        cr_assert_str_eq(fmt(-1.7976931348623157e308), "-1.7976931348623157e+308");
+
+        /* Whatever the form, it reads back exactly. */
+        const double samples[] = {
+                0.1 + 0.2, 1e-300, 5e-324, 123.456, 6.02214076e23, -1e-5, 0x1p63 + 0x1p11,
+        };
+        for (size_t i = 0; i < ELEMENTSOF(samples); i++)
+                cr_assert_eq(strtod(fmt(samples[i]), NULL), samples[i], "%s", fmt(samples[i]));
+}
+
+Test(metrics, exposition) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        Metric *batches, *events, *pending, *up, *latency;
+        MetricSeries *sent;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        expect_text(reg, "");
+
+        cr_assert_eq(metrics_counter_new(reg, "transmitter_batches_total", "Batches by outcome.", "outcome",
+                                         &batches), 0);
+        cr_assert_eq(metrics_counter_new(reg, "transmitter_events_received_total", "Events consumed.", NULL,
+                                         &events), 0);
+        cr_assert_eq(metrics_gauge_new(reg, "transmitter_pending_events", "Events in the open batch.", NULL,
+                                       &pending), 0);
+        cr_assert_eq(metrics_gauge_new(reg, "transmitter_up", "Whether a peer is connected.", "peer", &up),
+                     0);
+        cr_assert_eq(metrics_histogram_new(reg, "transmitter_request_duration_seconds",
+                                           "Latency of requests to the API.",
+                                           (const double[]) { 0.005, 0.25, 1, 10 }, 4, &latency), 0);
+
+        /* Declared: shown at 0 before any event; then a handle for the hot path. */
+        cr_assert_eq(metric_declare(batches, "sent"), 0);
+        cr_assert_eq(metric_declare(batches, "failed"), 0);
+        cr_assert_eq(metric_series(batches, "sent", &sent), 0);
+        metric_series_add(sent, 1);
+        metric_series_add(sent, 2);
+        cr_assert_eq(metric_counter_add(batches, "dead_lettered", 1), 0); /* created on first use */
+        cr_assert_eq(metric_declare(batches, "sent"), 0);                 /* idempotent */
+
+        cr_assert_eq(metric_counter_add(events, NULL, 12345678901.0), 0);
+        cr_assert_eq(metric_gauge_set(pending, NULL, 7), 0);
+        cr_assert_eq(metric_gauge_add(pending, NULL, -2.5), 0);
+        cr_assert_eq(metric_gauge_set(up, "rabbitmq", 1), 0);
+        cr_assert_eq(metric_gauge_set(up, "postgresql", 0), 0);
+
+        /* Binary fractions, so that the sum is exact. */
+        metric_histogram_observe(latency, 0.00390625);
+        metric_histogram_observe(latency, 0.25); /* le is inclusive */
+        metric_histogram_observe(latency, 0.125);
+        metric_histogram_observe(latency, 0.5);
+        metric_histogram_observe(latency, 2);
+        metric_histogram_observe(latency, 60); /* +Inf only */
+
+        expect_text(reg,
+                    "# HELP transmitter_batches_total Batches by outcome.\n"
+                    "# TYPE transmitter_batches_total counter\n"
+                    "transmitter_batches_total{outcome=\"sent\"} 3\n"
+                    "transmitter_batches_total{outcome=\"failed\"} 0\n"
+                    "transmitter_batches_total{outcome=\"dead_lettered\"} 1\n"
+                    "# HELP transmitter_events_received_total Events consumed.\n"
+                    "# TYPE transmitter_events_received_total counter\n"
+                    "transmitter_events_received_total 12345678901\n"
+                    "# HELP transmitter_pending_events Events in the open batch.\n"
+                    "# TYPE transmitter_pending_events gauge\n"
+                    "transmitter_pending_events 4.5\n"
+                    "# HELP transmitter_up Whether a peer is connected.\n"
+                    "# TYPE transmitter_up gauge\n"
+                    "transmitter_up{peer=\"rabbitmq\"} 1\n"
+                    "transmitter_up{peer=\"postgresql\"} 0\n"
+                    "# HELP transmitter_request_duration_seconds Latency of requests to the API.\n"
+                    "# TYPE transmitter_request_duration_seconds histogram\n"
+                    "transmitter_request_duration_seconds_bucket{le=\"0.005\"} 1\n"
+                    "transmitter_request_duration_seconds_bucket{le=\"0.25\"} 3\n"
+                    "transmitter_request_duration_seconds_bucket{le=\"1\"} 4\n"
+                    "transmitter_request_duration_seconds_bucket{le=\"10\"} 5\n"
+                    "transmitter_request_duration_seconds_bucket{le=\"+Inf\"} 6\n"
+                    "transmitter_request_duration_seconds_sum 62.87890625\n"
+                    "transmitter_request_duration_seconds_count 6\n");
+}
+
+Test(metrics, fresh_families) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        /* Unlabelled: one series at 0. Labelled, nothing declared: the family alone. */
+        cr_assert_eq(metrics_counter_new(reg, "a_total", "A.", NULL, NULL), 0);
+        cr_assert_eq(metrics_counter_new(reg, "b_total", "B.", "kind", NULL), 0);
+        cr_assert_eq(metrics_histogram_new(reg, "c_seconds", "C.", NULL, 0, NULL), 0);
+        cr_assert_eq(metrics_histogram_new(reg, "d_bytes", "D.", (const double[]) { 1024, INFINITY }, 2,
+                                           NULL), 0);
+
+        expect_text(reg,
+                    "# HELP a_total A.\n"
+                    "# TYPE a_total counter\n"
+                    "a_total 0\n"
+                    "# HELP b_total B.\n"
+                    "# TYPE b_total counter\n"
+                    "# HELP c_seconds C.\n"
+                    "# TYPE c_seconds histogram\n"
+                    "c_seconds_bucket{le=\"+Inf\"} 0\n"
+                    "c_seconds_sum 0\n"
+                    "c_seconds_count 0\n"
+                    "# HELP d_bytes D.\n"
+                    "# TYPE d_bytes histogram\n"
+                    "d_bytes_bucket{le=\"1024\"} 0\n"
+                    "d_bytes_bucket{le=\"+Inf\"} 0\n"
+                    "d_bytes_sum 0\n"
+                    "d_bytes_count 0\n");
+}
+
+Test(metrics, escaping) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        Metric *m;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_counter_new(reg, "x_total", "Back\\slash, \"quotes\" stay,\nnew line.", "v", &m),
+                     0);
+        cr_assert_eq(metric_counter_add(m, "a\"b\\c", 1), 0);
+        cr_assert_eq(metric_counter_add(m, "line\nbreak", 2), 0);
+        cr_assert_eq(metric_counter_add(m, "", 3), 0);
+        cr_assert_eq(metric_counter_add(m, "caf\xc3\xa9", 4), 0);
+
+        expect_text(reg,
+                    "# HELP x_total Back\\\\slash, \"quotes\" stay,\\nnew line.\n"
+                    "# TYPE x_total counter\n"
+                    "x_total{v=\"a\\\"b\\\\c\"} 1\n"
+                    "x_total{v=\"line\\nbreak\"} 2\n"
+                    "x_total{v=\"\"} 3\n"
+                    "x_total{v=\"caf\xc3\xa9\"} 4\n");
+}
+
+Test(metrics, names) {
+        cr_assert(metrics_name_is_valid("transmitter_up"));
+        cr_assert(metrics_name_is_valid(":job:rate5m"));
+        cr_assert(metrics_name_is_valid("_x9"));
+        cr_assert_not(metrics_name_is_valid(""));
+        cr_assert_not(metrics_name_is_valid(NULL));
+        cr_assert_not(metrics_name_is_valid("9lives"));
+        cr_assert_not(metrics_name_is_valid("a-b"));
+        cr_assert_not(metrics_name_is_valid("a b"));
+        cr_assert_not(metrics_name_is_valid("caf\xc3\xa9"));
+
+        cr_assert(metrics_label_name_is_valid("outcome"));
+        cr_assert(metrics_label_name_is_valid("_x"));
+        cr_assert_not(metrics_label_name_is_valid("__name__"));
+        cr_assert_not(metrics_label_name_is_valid("a:b"));
+        cr_assert_not(metrics_label_name_is_valid("1a"));
+        cr_assert_not(metrics_label_name_is_valid(""));
+}
+
+static int read_zero(_unused_ void *userdata, double *ret) {
+        *ret = 0;
+        return 0;
+}
+
+Test(metrics, rejected) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        Metric *c, *g, *h;
+        MetricSeries *s;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+
+        cr_assert_eq(metrics_counter_new(reg, "bad-name_total", "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "9_total", "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "batches", "H.", NULL, NULL), -EINVAL);        /* no _total */
+        cr_assert_eq(metrics_counter_new(reg, "batches_totals", "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_gauge_new(reg, "pending_total", "H.", NULL, NULL), -EINVAL); /* _total, a gauge */
+        cr_assert_eq(metrics_counter_new(reg, "a_total", "H.", "bad-label", NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "a_total", "H.", "__reserved", NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "a_total", "", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "a_total", NULL, NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, NULL, "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", (const double[]) { 1, 1 }, 2, NULL),
+                     -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", (const double[]) { 2, 1 }, 2, NULL),
+                     -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", (const double[]) { NAN }, 1, NULL),
+                     -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", (const double[]) { -INFINITY }, 1, NULL),
+                     -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", NULL, 1, NULL), -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_total", "H.", NULL, 0, NULL), -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_count", "H.", NULL, 0, NULL), -EINVAL);
+        cr_assert_eq(metrics_histogram_new(reg, "h_bucket", "H.", NULL, 0, NULL), -EINVAL);
+        cr_assert_eq(metrics_gauge_new(reg, "pending_count", "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_gauge_new(reg, "pending_sum", "H.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_gauge_new(reg, "g", "H.", "le", NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "a_total", "H.", "quantile", NULL), -EINVAL);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "cb_count", "H.", read_zero, NULL, NULL),
+                     -EINVAL);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_HISTOGRAM, "cb", "H.", NULL, NULL, NULL), -EINVAL);
+        expect_text(reg, ""); /* nothing half-registered */
+
+        cr_assert_eq(metrics_counter_new(reg, "c_total", "C.", "k", &c), 0);
+        cr_assert_eq(metrics_gauge_new(reg, "c_total", "Again.", NULL, NULL), -EINVAL);
+        cr_assert_eq(metrics_counter_new(reg, "c_total", "Again.", NULL, NULL), -EEXIST);
+        cr_assert_eq(metrics_gauge_new(reg, "g", "G.", NULL, &g), 0);
+        cr_assert_eq(metrics_histogram_new(reg, "h_seconds", "H.", (const double[]) { 1 }, 1, &h), 0);
+
+        cr_assert_eq(metric_counter_add(c, NULL, 1), -EINVAL);          /* labelled family, no value */
+        cr_assert_eq(metric_counter_add(c, "x", -1), -EINVAL);         /* counters only go up */
+        cr_assert_eq(metric_counter_add(c, "x", NAN), -EINVAL);
+        cr_assert_eq(metric_counter_add(c, "\xff", 1), -EINVAL);       /* not UTF-8 */
+        cr_assert_eq(metric_counter_add(c, "\xc0\xaf", 1), -EINVAL);   /* overlong */
+        cr_assert_eq(metric_counter_add(c, "\xed\xa0\x80", 1), -EINVAL); /* surrogate */
+        cr_assert_eq(metric_counter_add(c, "\xe2\x82", 1), -EINVAL);   /* truncated */
+        cr_assert_eq(metric_gauge_set(c, "x", 1), -EINVAL);            /* not a gauge */
+        cr_assert_eq(metric_gauge_set(g, "x", 1), -EINVAL);            /* unlabelled family, a value */
+        cr_assert_eq(metric_counter_add(g, NULL, 1), -EINVAL);         /* not a counter */
+        cr_assert_eq(metric_series(h, NULL, &s), -EOPNOTSUPP);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "cb", "H.", NULL, NULL, NULL), -EINVAL);
+
+        expect_text(reg,
+                    "# HELP c_total C.\n"
+                    "# TYPE c_total counter\n"
+                    "# HELP g G.\n"
+                    "# TYPE g gauge\n"
+                    "g 0\n"
+                    "# HELP h_seconds H.\n"
+                    "# TYPE h_seconds histogram\n"
+                    "h_seconds_bucket{le=\"1\"} 0\n"
+                    "h_seconds_bucket{le=\"+Inf\"} 0\n"
+                    "h_seconds_sum 0\n"
+                    "h_seconds_count 0\n");
+}
+
+static int read_in_flight(void *userdata, double *ret) {
+        *ret = *(const unsigned *) userdata;
+        return 0;
+}
+
+static int read_failing(_unused_ void *userdata, _unused_ double *ret) {
+        return -EIO;
+}
+
+static int read_inf(_unused_ void *userdata, double *ret) {
+        *ret = INFINITY;
+        return 0;
+}
+
+static void expect_callbacks(const MetricsRegistry *reg, unsigned in_flight, unsigned sent) {
+        char expected[1024];
+
+        snprintf(expected, sizeof(expected),
+                 "# HELP transmitter_in_flight_batches Batches on the wire.\n"
+                 "# TYPE transmitter_in_flight_batches gauge\n"
+                 "transmitter_in_flight_batches %u\n"
+                 "# HELP transmitter_sent_total Sent.\n"
+                 "# TYPE transmitter_sent_total counter\n"
+                 "transmitter_sent_total %u\n"
+                 "# HELP transmitter_broken Unreadable.\n"
+                 "# TYPE transmitter_broken gauge\n"
+                 "# HELP transmitter_limit Unbounded.\n"
+                 "# TYPE transmitter_limit gauge\n"
+                 "transmitter_limit +Inf\n",
+                 in_flight, sent);
+        expect_text(reg, expected);
+}
+
+Test(metrics, callbacks) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        unsigned in_flight = 3, sent = 41;
+        Metric *m;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "transmitter_in_flight_batches",
+                                          "Batches on the wire.", read_in_flight, &in_flight, &m), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_COUNTER, "transmitter_sent_total", "Sent.",
+                                          read_in_flight, &sent, NULL), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_COUNTER, "transmitter_sent", "No suffix.",
+                                          read_in_flight, &sent, NULL), -EINVAL);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "transmitter_broken", "Unreadable.",
+                                          read_failing, NULL, NULL), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "transmitter_limit", "Unbounded.",
+                                          read_inf, NULL, NULL), 0);
+        cr_assert_eq(metric_series(m, NULL, NULL), -EOPNOTSUPP);
+        cr_assert_eq(metric_gauge_set(m, NULL, 1), -EOPNOTSUPP);
+
+        expect_callbacks(reg, 3, 41);
+
+        /* Read at every exposition, not at registration. */
+        in_flight = 0;
+        sent = 42;
+        expect_callbacks(reg, 0, 42);
+}
+
+Test(metrics, appends_and_many_series) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        Buffer b = { 0 };
+        Metric *m;
+        char label[32];
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_gauge_new(reg, "g", "G.", "n", &m), 0);
+        for (unsigned i = 0; i < 1000; i++) {
+                snprintf(label, sizeof(label), "%u", i);
+                cr_assert_eq(metric_gauge_set(m, label, i), 0);
+        }
+
+        cr_assert_eq(buffer_append(&b, "prefix\n", 7), 0);
+        cr_assert_eq(metrics_format(reg, &b), 0);
+        cr_assert_eq(memcmp(b.data, "prefix\n# HELP g G.\n", 19), 0);
+        cr_assert_eq(memcmp(b.data + b.size - 15, "g{n=\"999\"} 999\n", 15), 0);
+        buffer_done(&b);
+}
+
+Test(metrics, histogram_edges) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        Metric *h;
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_histogram_new(reg, "h_bytes", "H.", (const double[]) { -1, 0, 1 }, 3, &h), 0);
+        metric_histogram_observe(h, -5);
+        metric_histogram_observe(h, -1);
+        metric_histogram_observe(h, 0);
+        metric_histogram_observe(h, 1);
+        metric_histogram_observe(h, 1.0000001);
+        metric_histogram_observe(h, INFINITY);
+        expect_text(reg,
+                    "# HELP h_bytes H.\n"
+                    "# TYPE h_bytes histogram\n"
+                    "h_bytes_bucket{le=\"-1\"} 2\n"
+                    "h_bytes_bucket{le=\"0\"} 3\n"
+                    "h_bytes_bucket{le=\"1\"} 4\n"
+                    "h_bytes_bucket{le=\"+Inf\"} 6\n"
+                    "h_bytes_sum +Inf\n"
+                    "h_bytes_count 6\n");
+
+        metric_histogram_observe(h, NAN);
+        expect_text(reg,
+                    "# HELP h_bytes H.\n"
+                    "# TYPE h_bytes histogram\n"
+                    "h_bytes_bucket{le=\"-1\"} 2\n"
+                    "h_bytes_bucket{le=\"0\"} 3\n"
+                    "h_bytes_bucket{le=\"1\"} 4\n"
+                    "h_bytes_bucket{le=\"+Inf\"} 7\n"
+                    "h_bytes_sum NaN\n"
+                    "h_bytes_count 7\n");
+}

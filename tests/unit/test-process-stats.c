@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: MIT */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "metrics.h"
+#include "process-stats.h"
+
+/* A real line (from cat), fields 25 on as the kernel writes them. */
+#define STAT_TAIL_25                                                                                 \
+        " 18446744073709551615 94719144554496 94719144574377 140720830711920 0 0 0 0 0 0 0 0 0 17 1 " \
+        "0 0 0 0 0 94719144590384 94719144592000 94720089112576 140720830720651 140720830720671 "      \
+        "140720830720671 140720830722027 0\n"
+
+Test(process_stats, parse_stat) {
+        ProcStat st;
+
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 3 5 0 0 20 0 1 0 "
+                                     "62432 3133440 383" STAT_TAIL_25, &st), 0);
+        cr_assert_eq(st.utime, 3);
+        cr_assert_eq(st.stime, 5);
+        cr_assert_eq(st.starttime, 62432);
+        cr_assert_eq(st.vsize, 3133440);
+        cr_assert_eq(st.rss, 383);
+
+        /* comm is the process's to choose: spaces, parentheses, a ") " that looks like the end. */
+        cr_assert_eq(proc_stat_parse("42 (a) R (b) c)) S 1 42 42 0 -1 4194560 2000 0 0 0 1234 56 -7 -8 "
+                                     "20 -5 4 0 987654321 1099511627776 262144" STAT_TAIL_25, &st), 0);
+        cr_assert_eq(st.utime, 1234);
+        cr_assert_eq(st.stime, 56);
+        cr_assert_eq(st.starttime, 987654321);
+        cr_assert_eq(st.vsize, 1099511627776ULL);
+        cr_assert_eq(st.rss, 262144);
+
+        /* A newline in comm, and a line that ends right after rss. */
+        cr_assert_eq(proc_stat_parse("9 (x\ny) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 0 0 0 20 0 1 0 "
+                                     "1 2 3\n", &st), 0);
+        cr_assert_eq(st.utime, UINT64_MAX);
+        cr_assert_eq(st.rss, 3);
+        cr_assert_eq(proc_stat_parse("9 (x) S 1 1 1 0 -1 0 0 0 0 0 1 0 0 0 20 0 1 0 1 2 3", &st), 0);
+
+        /* Not a stat line. */
+        cr_assert_eq(proc_stat_parse("", &st), -EINVAL);
+        cr_assert_eq(proc_stat_parse("7551 cat R 7549", &st), -EINVAL);
+        cr_assert_eq(proc_stat_parse("7551 )cat( R 7549", &st), -EINVAL);
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 3 5 0 0 20 0 1 0 "
+                                     "62432 3133440", &st), -EINVAL);                  /* truncated */
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 x 5 0 0 20 0 1 0 "
+                                     "62432 3133440 383", &st), -EINVAL);              /* utime */
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 -3 5 0 0 20 0 1 0 "
+                                     "62432 3133440 383", &st), -EINVAL);
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 "
+                                     "18446744073709551616 5 0 0 20 0 1 0 62432 3133440 383", &st),
+                     -EINVAL);                                                           /* overflow */
+        cr_assert_eq(proc_stat_parse("7551 (cat) R 7549 7549 6536 0 -1 4194304 100 0 0 0 3  5 0 0 20 0 1 0 "
+                                     "62432 3133440 383", &st), -EINVAL);              /* empty field */
+}
+
+Test(process_stats, parse_btime) {
+        uint64_t t;
+
+        cr_assert_eq(proc_stat_btime_parse("cpu  100 0 200 3000 0 0 0 0 0 0\n"
+                                           "cpu0 100 0 200 3000 0 0 0 0 0 0\n"
+                                           "intr 12345 0 1 2 3\n"
+                                           "ctxt 987\n"
+                                           "btime 1796157611\n"
+                                           "processes 7552\n", &t), 0);
+        cr_assert_eq(t, 1796157611);
+        cr_assert_eq(proc_stat_btime_parse("btime 5", &t), 0);
+        cr_assert_eq(t, 5);
+
+        cr_assert_eq(proc_stat_btime_parse("", &t), -EINVAL);
+        cr_assert_eq(proc_stat_btime_parse("cpu 1 2 3\nctxt 9\n", &t), -EINVAL);
+        cr_assert_eq(proc_stat_btime_parse("xbtime 5\n", &t), -EINVAL);
+        cr_assert_eq(proc_stat_btime_parse("btime \n", &t), -EINVAL);
+        cr_assert_eq(proc_stat_btime_parse("btime 5 6\n", &t), -EINVAL);
+        cr_assert_eq(proc_stat_btime_parse("btime -5\n", &t), -EINVAL);
+}
+
+Test(process_stats, live) {
+        struct rlimit rl;
+        ProcessStats s;
+        uint64_t before, after;
+        double wall;
+        int fd;
+
+        cr_assert_eq(process_stats_read(&s), 0);
+        cr_assert_gt(s.open_fds, 0);
+        cr_assert_gt(s.resident_memory_bytes, 0);
+        cr_assert_geq(s.virtual_memory_bytes, s.resident_memory_bytes);
+        cr_assert_geq(s.cpu_seconds, 0);
+        cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+        cr_assert_eq(s.max_fds, (uint64_t) rl.rlim_cur);
+        cr_assert_geq(s.max_fds, s.open_fds);
+
+        /* This process started a moment ago; btime is rounded to a second and drifts with NTP. */
+        wall = (double) now(CLOCK_REALTIME) / (double) USEC_PER_SEC;
+        cr_assert_leq(s.start_time_seconds, wall + 5, "%f %f", s.start_time_seconds, wall);
+        cr_assert_geq(s.start_time_seconds, wall - 3600, "%f %f", s.start_time_seconds, wall);
+
+        /* The count is of the process's descriptors, not of the one reading the directory. */
+        cr_assert_eq(process_open_fds_read(&before), 0);
+        fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(process_open_fds_read(&after), 0);
+        (void) close(fd);
+        cr_assert_eq(after, before + 1);
+        cr_assert_eq(before, s.open_fds);
+}
+
+static char *format_text(MetricsRegistry *reg) {
+        Buffer b = { 0 };
+        char *s;
+
+        cr_assert_eq(metrics_format(reg, &b), 0);
+        s = strndup(b.data ? (const char *) b.data : "", b.size);
+        cr_assert_not_null(s);
+        buffer_done(&b);
+        return s;
+}
+
+Test(process_stats, registered) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        _cleanup_free_ char *text = NULL;
+        static const char *const names[] = {
+                "\nprocess_cpu_seconds_total ",    "\nprocess_resident_memory_bytes ",
+                "\nprocess_virtual_memory_bytes ", "\nprocess_open_fds ",
+                "\nprocess_max_fds ",              "\nprocess_start_time_seconds ",
+        };
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(process_stats_register(reg), 0);
+        cr_assert_eq(process_stats_register(reg), -EEXIST);
+        text = format_text(reg);
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                cr_assert_not_null(strstr(text, names[i]), "%s missing in:\n%s", names[i] + 1, text);
+        cr_assert_not_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
+        cr_assert_not_null(strstr(text, "# TYPE process_open_fds gauge\n"));
+        cr_assert_null(strstr(text, "e+"), "%s", text); /* byte counts in plain digits */
+}
+
+static char *find_in_path(const char *name) {
+        const char *path = getenv("PATH");
+
+        for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+                size_t n = strcspn(p, ":");
+                char *candidate;
+
+                if (asprintf(&candidate, "%.*s/%s", (int) n, p, name) < 0)
+                        return NULL;
+                if (access(candidate, X_OK) == 0)
+                        return candidate;
+                free(candidate);
+                p += n;
+                if (*p)
+                        p++;
+        }
+        return NULL;
+}
+
+static int read_nothing(_unused_ void *userdata, double *ret) {
+        *ret = 2;
+        return 0;
+}
+
+/* DESIGN §8: "promtool check metrics finds nothing" — its parser and its lint, on the kind of
+ * families the daemon exposes. */
+Test(process_stats, promtool) {
+        _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
+        _cleanup_free_ char *promtool = NULL, *text = NULL, *cmd = NULL;
+        char path[] = "/tmp/test-metrics-promtool.XXXXXX", output[4096];
+        Metric *batches, *up, *latency, *bytes, *pending;
+        size_t n;
+        FILE *p;
+        int fd, status;
+
+        promtool = find_in_path("promtool");
+        if (!promtool)
+                cr_skip_test("promtool not found (Debian package prometheus)");
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_counter_new(reg, "transmitter_batches_total", "Batches by outcome.", "outcome",
+                                         &batches), 0);
+        cr_assert_eq(metric_declare(batches, "sent"), 0);
+        cr_assert_eq(metric_declare(batches, "failed"), 0);
+        cr_assert_eq(metric_counter_add(batches, "sent", 12345678901.0), 0);
+        cr_assert_eq(metric_counter_add(batches, "weird \"value\"\\\nwith escapes", 1), 0);
+        cr_assert_eq(metrics_counter_new(reg, "transmitter_events_dead_lettered_total",
+                                         "Events dead-lettered, by reason.\nSecond \\ line.", "reason", NULL),
+                     0);
+        cr_assert_eq(metrics_gauge_new(reg, "transmitter_up", "Whether a peer is connected (1) or not (0).",
+                                       "peer", &up), 0);
+        cr_assert_eq(metric_gauge_set(up, "rabbitmq", 1), 0);
+        cr_assert_eq(metric_gauge_set(up, "postgresql", 0), 0);
+        cr_assert_eq(metrics_gauge_new(reg, "transmitter_pending_events", "Events in the open batch.", NULL,
+                                       &pending), 0);
+        cr_assert_eq(metric_gauge_set(pending, NULL, -0.5), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "transmitter_in_flight_batches",
+                                          "Batches on the wire.", read_nothing, NULL, NULL), 0);
+        cr_assert_eq(metrics_histogram_new(reg, "transmitter_request_duration_seconds",
+                                           "Latency of requests to the discovery API.",
+                                           (const double[]) { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                              2.5, 5, 10 }, 11, &latency), 0);
+        for (unsigned i = 0; i < 100; i++)
+                metric_histogram_observe(latency, i * 0.137);
+        cr_assert_eq(metrics_histogram_new(reg, "transmitter_batch_compressed_bytes",
+                                           "Size of a batch after gzip.", NULL, 0, &bytes), 0);
+        metric_histogram_observe(bytes, 1e-9);
+        cr_assert_eq(process_stats_register(reg), 0);
+
+        text = format_text(reg);
+        fd = mkstemp(path);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        (void) close(fd);
+
+        cr_assert_geq(asprintf(&cmd, "'%s' check metrics < '%s' 2>&1", promtool, path), 0);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        n = fread(output, 1, sizeof(output) - 1, p);
+        output[n] = '\0';
+        status = pclose(p);
+        (void) unlink(path);
+
+        cr_assert_str_eq(output, "", "promtool on:\n%s\nsaid:\n%s", text, output);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d on:\n%s", status, text);
+}
