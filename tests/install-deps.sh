@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's archive, everything the build, the tests and the demo need.
+# Idempotent; needs root (or sudo). Services are not started by the packages: the tests
+# and the demo start throw-away instances of their own.
+set -euo pipefail
+
+packages=(
+        # build
+        meson ninja-build pkg-config gcc libc6-dev
+        libsystemd-dev librabbitmq-dev libpq-dev libcurl4-openssl-dev zlib1g-dev libjson-c-dev
+        libmicrohttpd-dev libcriterion-dev
+        # the development environment: broker, database, HTTPS receiver, certificates
+        rabbitmq-server postgresql openssl curl python3 procps util-linux gzip
+        # checks: promtool, valgrind, a systemd user manager and journald
+        prometheus valgrind systemd dbus
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "install-deps: all ${#packages[@]} packages are installed"
+        exit 0
+fi
+
+SUDO=
+[[ $(id -u) -eq 0 ]] || SUDO=sudo
+echo "install-deps: installing ${missing[*]}"
+# No package may start its service here (there may be no init system to start it with).
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        created_policy=1
+fi
+cleanup() { [[ $created_policy -eq 0 ]] || $SUDO rm -f "$policy"; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

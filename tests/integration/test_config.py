@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Bad configuration: one clear line naming the variable, the value and what is accepted, exit
+status 78; --check-config prints the effective settings with secrets hidden."""
+
+import os
+import subprocess
+
+from harness import TRANSMITTER_BIN, check, main
+
+
+def run(env, *args):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("TRANSMITTER_")}
+    e.update(env)
+    return subprocess.run([TRANSMITTER_BIN, "--config", "/dev/null", *args], env=e, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=30)
+
+
+BAD = [
+    ({"TRANSMITTER_BATCH_SIZE": "abc"}, "TRANSMITTER_BATCH_SIZE=abc"),
+    ({"TRANSMITTER_BATCH_SIZE": "0"}, "TRANSMITTER_BATCH_SIZE=0"),
+    ({"TRANSMITTER_LOG_LEVEL": "LOUD"}, "TRANSMITTER_LOG_LEVEL=LOUD"),
+    ({"TRANSMITTER_DESTINATION_URL": "ftp://x"}, "TRANSMITTER_DESTINATION_URL"),
+    ({"TRANSMITTER_DESTINATION_URL": "http://plain.example/"}, "TRANSMITTER_DESTINATION_URL"),
+    ({"TRANSMITTER_RABBITMQ_URL": "nope"}, "TRANSMITTER_RABBITMQ_URL"),
+    ({"TRANSMITTER_RETRY_BACKOFF_MULTIPLIER": "0.5"}, "TRANSMITTER_RETRY_BACKOFF_MULTIPLIER"),
+    ({"TRANSMITTER_RABBITMQ_QUEUE_TYPE": "stream"}, "TRANSMITTER_RABBITMQ_QUEUE_TYPE"),
+    ({"TRANSMITTER_AUTH_TOKEN_FILE": "/nonexistent/token"}, "/nonexistent/token"),
+]
+
+
+def body(case):
+    for env, needle in BAD:
+        for args in ((), ("--check-config",)):
+            r = run(env, *args)
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            check(r.returncode == 78, f"{env} {' '.join(args)}: exit status 78 (got {r.returncode})")
+            check(len(lines) == 1 and needle in lines[0], f"one line naming {needle}: {lines}")
+
+    secret = "s3cr3t-t0ken-value"
+    r = run({"TRANSMITTER_AUTH_TOKEN": secret,
+             "TRANSMITTER_RABBITMQ_URL": "amqp://user:hunter2@broker:5672/",
+             "TRANSMITTER_DATABASE_URL": "postgresql://u:pgpass99@db/x"}, "--check-config")
+    check(r.returncode == 0, "--check-config: exit status 0")
+    check(secret not in r.stdout + r.stderr and "hunter2" not in r.stdout and "pgpass99" not in r.stdout,
+          "--check-config shows no secret")
+    check("TRANSMITTER_AUTH_TOKEN=***" in r.stdout, "the token is shown as ***")
+    check("TRANSMITTER_BATCH_SIZE=100" in r.stdout, "defaults are printed")
+
+    # A bad value in the environment stops a starting daemon the same way, without a secret in its line.
+    r = run({"TRANSMITTER_AUTH_TOKEN": secret, "TRANSMITTER_COMPRESSION_LEVEL": "11"})
+    check(r.returncode == 78, "the daemon exits 78 on a bad value")
+    check(secret not in r.stderr and "TRANSMITTER_COMPRESSION_LEVEL=11" in r.stderr, "its message names the value")
+
+    r = subprocess.run([TRANSMITTER_BIN, "--version"], stdout=subprocess.PIPE, text=True)
+    check(r.returncode == 0 and r.stdout.startswith("transmitter "), f"--version: {r.stdout.strip()}")
+    r = subprocess.run([TRANSMITTER_BIN, "--config", "/nonexistent.conf", "--check-config"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    check(r.returncode == 78 and "/nonexistent.conf" in r.stderr, "--config with a missing file: exit 78")
+
+
+if __name__ == "__main__":
+    main("config", body)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command (README): installs what is needed, builds the daemon twice (plain, and with
+# AddressSanitizer + UBSan), runs the unit and integration tests against both builds, then the
+# basic flow once more with the daemon under valgrind.
+#
+# One throw-away broker and database server serve all of it; they are stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+tests/install-deps.sh
+
+meson setup build --wipe >/dev/null 2>&1 || meson setup build >/dev/null
+meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --wipe >/dev/null 2>&1 ||
+        meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+ninja -C build
+ninja -C build-asan
+
+devenv=$(mktemp -d /tmp/transmitter-tests.XXXXXX)
+cleanup() { bash tests/env/devenv.sh down "$devenv" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+export TRANSMITTER_TEST_DEVENV=$devenv
+bash tests/env/devenv.sh up "$devenv"
+
+status=0
+echo "==== tests: plain build ===="
+meson test -C build --print-errorlogs || status=1
+echo "==== tests: AddressSanitizer + UBSan build ===="
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        meson test -C build-asan --print-errorlogs || status=1
+echo "==== the flow under valgrind ===="
+TRANSMITTER_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no" \
+        meson test -C build --suite integration --print-errorlogs flow || status=1
+
+[[ $status -eq 0 ]] && echo "==== all tests passed ====" || echo "==== SOME TESTS FAILED ===="
+exit $status
