@@ -6,6 +6,7 @@
 #include <systemd/sd-event.h>
 
 #include "api.h"
+#include "api-routes.h"
 #include "config-read.h"
 #include "daemon.h"
 #include "ledger.h"
@@ -17,7 +18,6 @@
 #include "version.h"
 
 #define STATUS_INTERVAL USEC_PER_SEC
-#define TOTALS_MAX_AGE (2 * USEC_PER_SEC)
 
 typedef struct Daemon {
         sd_event *event;
@@ -27,73 +27,11 @@ typedef struct Daemon {
         Pipeline *pipeline;
         Telemetry *telemetry;
         Api *api;
+        ApiContext api_context;
         sd_event_source *status_timer;
-        usec_t started_at;
         bool stopping;
         int exit_code;
 } Daemon;
-
-static void snapshot(Daemon *d, StatusSnapshot *ret) {
-        Pipeline *p = d->pipeline;
-
-        *ret = (StatusSnapshot) {
-                .version = TRANSMITTER_VERSION,
-                .instance_id = d->config->instance_id,
-                .now_realtime = now(CLOCK_REALTIME),
-                .uptime = now(CLOCK_MONOTONIC) - d->started_at,
-                .stats = pipeline_stats(p),
-                .broker_connected = pipeline_broker_connected(p),
-                .database_connected = pipeline_database_connected(p),
-                .database_reconnects = pipeline_database_reconnects(p),
-                .circuit = pipeline_circuit_state(p),
-                .circuit_changed_at = pipeline_circuit_changed_at(p),
-                .in_flight = pipeline_in_flight(p),
-                .pending_events = pipeline_pending_events(p),
-                .unacked = pipeline_unacked(p),
-                .prefetch = config_prefetch(d->config),
-                .ledger_backlog = pipeline_ledger_backlog(p),
-        };
-}
-
-static void route_health(void *userdata, ApiResponse *r) {
-        if (status_health_json(&r->body) < 0)
-                r->status = 500;
-}
-
-static void route_ready(void *userdata, ApiResponse *r) {
-        StatusSnapshot s;
-
-        snapshot(userdata, &s);
-        if (status_ready_json(&s, &r->body, &r->status) < 0)
-                r->status = 500;
-}
-
-static void route_stats(void *userdata, ApiResponse *r) {
-        Daemon *d = userdata;
-        StatusSnapshot s;
-
-        snapshot(d, &s);
-        /* Cached: a scrape every few hundred ms must not become a table scan each time. */
-        s.totals = pipeline_ledger_totals(d->pipeline, TOTALS_MAX_AGE);
-        if (status_stats_json(&s, &r->body) < 0)
-                r->status = 500;
-}
-
-static void route_metrics(void *userdata, ApiResponse *r) {
-        Daemon *d = userdata;
-
-        r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        if (telemetry_format(d->telemetry, d->pipeline, &r->body) < 0)
-                r->status = 500;
-}
-
-static const ApiRoute routes[] = {
-        { "/health", route_health },
-        { "/ready", route_ready },
-        { "/api/v1/stats", route_stats },
-        { "/metrics", route_metrics },
-        { NULL, NULL },
-};
 
 static void update_status(Daemon *d) {
         StatusSnapshot s;
@@ -101,7 +39,7 @@ static void update_status(Daemon *d) {
 
         if (d->stopping)
                 return;
-        snapshot(d, &s);
+        status_snapshot_take(&d->api_context, &s);
         status_line(&s, line, sizeof line);
         notify_status(line);
 }
@@ -170,7 +108,7 @@ finish:
                 StatusSnapshot snap;
                 char line[256];
 
-                snapshot(d, &snap);
+                status_snapshot_take(&d->api_context, &snap);
                 status_line(&snap, line, sizeof line);
                 notify_ready(line);
         }
@@ -232,7 +170,6 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
         d->config = config;
         d->config_path = config_path;
         d->config_path_explicit = config_path_explicit;
-        d->started_at = now(CLOCK_MONOTONIC);
 
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
@@ -281,7 +218,13 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 return log_error_errno(r, "Failed to set up the pipeline: %s", STRERROR(r));
         }
 
-        r = api_new(d->event, listen_fd, routes, d, &d->api);
+        d->api_context = (ApiContext) {
+                .pipeline = d->pipeline,
+                .telemetry = d->telemetry,
+                .config = (const Config *const *) &d->config,
+                .started_at = now(CLOCK_MONOTONIC),
+        };
+        r = api_new(d->event, listen_fd, api_routes, &d->api_context, &d->api);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the HTTP API: %s", STRERROR(r));
 
