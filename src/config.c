@@ -215,212 +215,6 @@ static bool is_digit(char c) {
         return c >= '0' && c <= '9';
 }
 
-#define WHITESPACE " \t\n\r\f\v"
-#define CONNINFO_KEYWORD_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
-
-/* ---- Redaction ---- */
-
-/* "password", and libpq's "sslpassword". */
-static bool key_is_password(const char *key, size_t len) {
-        static const char suffix[] = "password";
-        size_t l = sizeof(suffix) - 1;
-
-        return len >= l && strncasecmp(key + len - l, suffix, l) == 0;
-}
-
-/* The end of a conninfo value starting at p: a single-quoted string with backslash escapes,
- * or everything up to the next whitespace, as libpq reads it. NULL when a quote is open. */
-static const char *conninfo_value_end(const char *p) {
-        if (*p == '\'') {
-                for (p++; *p != '\''; p++) {
-                        if (!*p)
-                                return NULL;
-                        if (*p == '\\' && p[1])
-                                p++;
-                }
-                return p + 1;
-        }
-        while (*p && !strchr(WHITESPACE, *p)) {
-                if (*p == '\\' && p[1])
-                        p++;
-                p++;
-        }
-        return p;
-}
-
-/* Walks a libpq conninfo string ("keyword = value ..."). With out (room for strlen(s) plus
- * 3 bytes per '=' in s), copies s there with the values of password keywords replaced by
- * "***". Returns false when s is not a sequence of such pairs. */
-static bool conninfo_walk(const char *s, char *out) {
-        const char *p = s;
-        size_t n_pairs = 0;
-
-        for (;;) {
-                const char *start = p, *key, *value, *end;
-                size_t key_len;
-
-                p += strspn(p, WHITESPACE);
-                if (!*p) {
-                        if (out) {
-                                memcpy(out, start, (size_t) (p - start));
-                                out[p - start] = '\0';
-                        }
-                        return n_pairs > 0;
-                }
-                key = p;
-                key_len = strspn(p, CONNINFO_KEYWORD_CHARS);
-                if (key_len == 0)
-                        return false;
-                p += key_len;
-                p += strspn(p, WHITESPACE);
-                if (*p != '=')
-                        return false;
-                p++;
-                p += strspn(p, WHITESPACE);
-                value = p;
-                end = conninfo_value_end(value);
-                if (!end)
-                        return false;
-                if (out) {
-                        memcpy(out, start, (size_t) (value - start));
-                        out += value - start;
-                        if (key_is_password(key, key_len)) {
-                                memcpy(out, "***", 3);
-                                out += 3;
-                        } else {
-                                memcpy(out, value, (size_t) (end - value));
-                                out += end - value;
-                        }
-                }
-                p = end;
-                n_pairs++;
-        }
-}
-
-static char *conninfo_redact(const char *s) {
-        size_t n_eq = 0;
-        const char *pw;
-        char *out;
-
-        for (const char *p = s; *p; p++)
-                if (*p == '=')
-                        n_eq++;
-        out = malloc(strlen(s) + 3 * n_eq + 8);
-        if (!out)
-                return NULL;
-        if (conninfo_walk(s, out))
-                return out;
-
-        /* Not valid conninfo (an open quote, say), and it is only shown in the error that says
-         * so: hide everything from the first password keyword on. */
-        pw = strcasestr(s, "password");
-        if (!pw)
-                memcpy(out, s, strlen(s) + 1);
-        else
-                sprintf(out, "%.*spassword=***", (int) (pw - s), s);
-        return out;
-}
-
-/* The length of "scheme://" at the start of s, 0 when s does not start with one. */
-static size_t url_scheme_len(const char *s) {
-        size_t n = 0;
-
-        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
-                return 0;
-        n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
-        return startswith(s + n, "://") ? n + 3 : 0;
-}
-
-/* amqp:// and postgresql:// URLs never hold an '@' but in the userinfo, so the userinfo
- * ends at the last '@' before the query, even when a password holds an unescaped '/'
- * (which url_redact() would take for the start of the path). */
-static char *userinfo_redact(const char *url, const char *authority) {
-        size_t n = strcspn(authority, "?#");
-        const char *at = NULL, *colon;
-        char *out;
-
-        for (const char *p = authority; p < authority + n; p++)
-                if (*p == '@')
-                        at = p;
-        if (!at)
-                return strdup(url);
-        colon = memchr(authority, ':', (size_t) (at - authority));
-        if (!colon)
-                return strdup(url);
-        if (asprintf(&out, "%.*s:***%s", (int) (colon - url), url, at) < 0)
-                return NULL;
-        return out;
-}
-
-/* Replaces the values of password parameters in the query (libpq reads
- * "?password=..."). Takes ownership of url. */
-static char *query_redact(char *url) {
-        _cleanup_free_ char *in = url;
-        const char *q, *p;
-        size_t n_amp = 0;
-        char *out, *o;
-
-        q = strchr(in, '?');
-        if (!q)
-                return TAKE_PTR(in);
-        for (p = q; *p; p++)
-                if (*p == '&')
-                        n_amp++;
-        out = malloc(strlen(in) + 3 * (n_amp + 1) + 1);
-        if (!out)
-                return NULL;
-
-        o = mempcpy(out, in, (size_t) (q + 1 - in));
-        p = q + 1;
-        for (;;) {
-                size_t n = strcspn(p, "&#"), key_len = strcspn(p, "=&#");
-
-                if (key_len < n && key_is_password(p, key_len)) {
-                        o = mempcpy(o, p, key_len + 1);
-                        o = mempcpy(o, "***", 3);
-                } else
-                        o = mempcpy(o, p, n);
-                p += n;
-                if (*p != '&')
-                        break;
-                *o++ = *p++;
-        }
-        strcpy(o, p); /* the fragment, if any */
-        return out;
-}
-
-char *config_url_redact(const char *url) {
-        size_t l;
-        char *r;
-
-        if (!url)
-                return NULL;
-
-        l = url_scheme_len(url);
-        if (l == 0) {
-                const char *at;
-
-                if (strchr(url, '='))
-                        return conninfo_redact(url);
-                /* Something like "amqp//user:secret@host": no URL, but what precedes the '@'
-                 * may well be a password. */
-                at = strrchr(url, '@');
-                if (at) {
-                        if (asprintf(&r, "***%s", at) < 0)
-                                return NULL;
-                        return r;
-                }
-                return strdup(url);
-        }
-
-        if (strncasecmp(url, "amqp", 4) == 0 || strncasecmp(url, "postgres", 8) == 0)
-                r = userinfo_redact(url, url + l);
-        else
-                r = url_redact(url);
-        if (!r)
-                return NULL;
-        return query_redact(r);
-}
 
 /* ---- Errors ---- */
 
@@ -486,7 +280,7 @@ static _printf_(4, 5) int value_error(LoadContext *ctx, SettingId id, const char
         if (settings[id].kind == KIND_SECRET)
                 v = "***";
         else if (kind_is_url(settings[id].kind)) {
-                redacted = config_url_redact(value);
+                redacted = url_redact(value);
                 v = redacted ? redacted : "(not shown)";
         }
 
@@ -657,7 +451,7 @@ static const char *check_url(SettingKind kind, const char *v) {
                 if (!authority)
                         authority = startswith(v, "postgres://");
                 if (!authority)
-                        return url_scheme_len(v) == 0 && conninfo_walk(v, NULL)
+                        return conninfo_is_valid(v)
                                        ? NULL
                                        : "not a postgresql:// URL or key=value conninfo string";
                 break;
@@ -1124,7 +918,7 @@ static char *setting_format_value(const Config *c, SettingId id) {
         case KIND_URL_AMQP:
         case KIND_URL_POSTGRES:
         case KIND_URL_HTTP:
-                return *(char *const *) f ? config_url_redact(*(char *const *) f) : strdup("");
+                return *(char *const *) f ? url_redact(*(char *const *) f) : strdup("");
         case KIND_U16:
                 r = asprintf(&v, "%u", (unsigned) *(const uint16_t *) f);
                 break;

@@ -143,8 +143,3 @@ int config_copy_restart_settings(Config *c, const Config *running);
  * how many there are. */
 unsigned config_unknown_env(char *const *env, char *ret_names, size_t size);
 
-/* A copy of a URL or libpq conninfo string fit for logs and messages: the password of the
- * userinfo, of a "password=" query parameter or conninfo keyword is "***". Also covers
- * strings that are no valid URL, so that an error message never echoes a password.
- * NULL on ENOMEM (or when url is NULL). */
-char *config_url_redact(const char *url);

@@ -117,8 +117,14 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
 /* Strips leading and trailing ASCII whitespace in place; returns s. */
 char *strstrip(char *s);
 
-/* A copy of url with any password replaced by "***", for logs and listings. */
+/* A copy of a URL or libpq conninfo string fit for logs and messages: the password of the
+ * userinfo, of a "password=" query parameter or conninfo keyword is "***". Also covers
+ * strings that are no valid URL, so that an error message never echoes a password.
+ * NULL on ENOMEM (or when url is NULL). */
 char *url_redact(const char *url);
+
+/* Whether s is a libpq "keyword = value ..." conninfo string (and not a URL). */
+bool conninfo_is_valid(const char *s);
 
 /* Makes s safe to store as text: invalid UTF-8 bytes become '?', control characters other
  * than tab and newline become ' '. In place; returns s. */

@@ -1035,12 +1035,12 @@ Test(config, url_redact) {
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                _cleanup_free_ char *r = config_url_redact(cases[i].in);
+                _cleanup_free_ char *r = url_redact(cases[i].in);
 
                 cr_assert_not_null(r);
                 cr_expect_str_eq(r, cases[i].out, "%s", cases[i].in);
         }
-        cr_expect_null(config_url_redact(NULL));
+        cr_expect_null(url_redact(NULL));
 }
 
 /* ---- Reload ---- */
