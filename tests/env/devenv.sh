@@ -56,7 +56,7 @@ cmd_up() {
         local t_ca=$(($(now_ms) - t))
         # The broker takes longest: it starts in the background while the rest comes up.
         local rmq_pid
-        "$ENV_SCRIPTS_DIR/rabbitmq.sh" start "$DIR/rabbitmq" &
+        RABBITMQ_TLS_DIR="$DIR/tls" "$ENV_SCRIPTS_DIR/rabbitmq.sh" start "$DIR/rabbitmq" &
         rmq_pid=$!
         t=$(now_ms)
         "$ENV_SCRIPTS_DIR/postgres.sh" start "$DIR/postgres"
@@ -86,6 +86,7 @@ cmd_up() {
                 "DEVENV_DIR=$DIR" \
                 "RABBITMQ_DIR=$RABBITMQ_DIR" \
                 "RABBITMQ_URL=$RABBITMQ_URL" \
+                "RABBITMQ_TLS_URL=${RABBITMQ_TLS_URL:-}" \
                 "RABBITMQ_PORT=$RABBITMQ_PORT" \
                 "RABBITMQ_NODE=$RABBITMQ_NODE" \
                 "RABBITMQ_BEAM_PID_FILE=$RABBITMQ_BEAM_PID_FILE" \
