@@ -15,6 +15,7 @@ typedef struct ApiContext {
         Telemetry *telemetry;
         const Config *const *config; /* the running configuration; replaced on reload */
         usec_t started_at;           /* CLOCK_MONOTONIC */
+        const bool *stopping;        /* true once shutdown began: /ready answers 503; NULL: never */
 } ApiContext;
 
 /* The routes' userdata is an ApiContext. */

@@ -30,9 +30,18 @@ struct Metric {
         Metric *next;
 };
 
+typedef struct Collector {
+        MetricsCollector collect;
+        void *userdata;
+        void (*destroy)(void *);
+        struct Collector *next;
+} Collector;
+
 struct MetricsRegistry {
         Metric *metrics;
         Metric *metrics_tail;
+        Collector *collectors;
+        Collector *collectors_tail;
 };
 
 static const char *const metric_type_table[_METRIC_TYPE_MAX] = {
@@ -162,7 +171,33 @@ MetricsRegistry *metrics_registry_free(MetricsRegistry *reg) {
                 n = m->next;
                 metric_free(m);
         }
+        for (Collector *c = reg->collectors, *n; c; c = n) {
+                n = c->next;
+                if (c->destroy)
+                        c->destroy(c->userdata);
+                free(c);
+        }
         return mfree(reg);
+}
+
+int metrics_collector_add(MetricsRegistry *reg, MetricsCollector collect, void *userdata, void (*destroy)(void *)) {
+        Collector *c;
+
+        assert(reg);
+
+        c = collect ? calloc(1, sizeof(*c)) : NULL;
+        if (!c) {
+                if (destroy)
+                        destroy(userdata);
+                return collect ? -ENOMEM : -EINVAL;
+        }
+        *c = (Collector) { .collect = collect, .userdata = userdata, .destroy = destroy };
+        if (reg->collectors_tail)
+                reg->collectors_tail->next = c;
+        else
+                reg->collectors = c;
+        reg->collectors_tail = c;
+        return 0;
 }
 
 static Metric *registry_find(const MetricsRegistry *reg, const char *name) {
@@ -573,6 +608,9 @@ int metrics_format(const MetricsRegistry *reg, Buffer *out) {
 
         assert(reg);
         assert(out);
+
+        for (const Collector *c = reg->collectors; c; c = c->next)
+                c->collect(c->userdata);
 
         saved = out->size;
         for (const Metric *m = reg->metrics; m; m = m->next) {

@@ -57,6 +57,13 @@ int metrics_histogram_new(MetricsRegistry *reg, const char *name, const char *he
 int metrics_callback_new(MetricsRegistry *reg, MetricType type, const char *name, const char *help,
                          MetricCallback callback, void *userdata, Metric **ret);
 
+/* Called at the start of every metrics_format(), in the order added, before any callback metric
+ * is read: for a source that yields several values in one read (one /proc file for several
+ * process_* metrics), read once per exposition. destroy (may be NULL) frees userdata with the
+ * registry, and also when adding fails. -EINVAL without collect, -ENOMEM. */
+typedef void (*MetricsCollector)(void *userdata);
+int metrics_collector_add(MetricsRegistry *reg, MetricsCollector collect, void *userdata, void (*destroy)(void *));
+
 /* The series of a counter or gauge for label_value (NULL exactly when the family is unlabelled),
  * created at 0 if new. The handle stays valid as long as the registry. -EINVAL when label_value
  * is given to an unlabelled family or missing for a labelled one, or is not UTF-8; -EOPNOTSUPP

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include "process-stats.h"
 
@@ -10,7 +11,6 @@
 #define PROC_STAT_MAX (16U * 1024U)
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 
 /* Decimal digits only, as the kernel writes them: no sign, no spaces, no overflow. */
 static int parse_u64(const char *s, size_t n, uint64_t *ret) {
@@ -88,25 +88,12 @@ int proc_stat_parse(const char *text, ProcStat *ret) {
         return 0;
 }
 
-int proc_stat_btime_parse(const char *text, uint64_t *ret) {
-        assert(text);
-        assert(ret);
+double process_start_time_compute(uint64_t starttime, uint64_t ticks_per_second, usec_t realtime, usec_t boottime) {
+        /* The epoch time of boot, then the ticks after it. Signed: a clock set before the boot
+         * would be odd, not undefined. */
+        double boot = ((double) realtime - (double) boottime) / (double) USEC_PER_SEC;
 
-        for (const char *line = text; *line;) {
-                const char *v = startswith(line, "btime ");
-                size_t n = strcspn(line, "\n");
-
-                if (v) {
-                        size_t m = strcspn(v, " \n");
-                        if (v[m] == ' ')
-                                return -EINVAL;
-                        return parse_u64(v, m, ret) < 0 ? -EINVAL : 0;
-                }
-                line += n;
-                if (*line)
-                        line++;
-        }
-        return -EINVAL;
+        return boot + (double) starttime / (double) ticks_per_second;
 }
 
 static int clock_ticks(uint64_t *ret) {
@@ -132,10 +119,19 @@ int proc_self_stat_read(ProcStat *ret) {
 
 int process_open_fds_read(uint64_t *ret) {
         _cleanup_(closedirp) DIR *d = NULL;
+        struct stat st;
         uint64_t n = 0;
         int self;
 
         assert(ret);
+
+        /* Since Linux 6.2 the directory's size is the number of open descriptors: no listing,
+         * which costs a dentry per descriptor (a fifth of a /metrics request with 40 of them).
+         * Older kernels say 0, and a process that asks has at least one open. */
+        if (stat("/proc/self/fd", &st) >= 0 && st.st_size > 0) {
+                *ret = (uint64_t) st.st_size;
+                return 0;
+        }
 
         d = opendir("/proc/self/fd");
         if (!d)
@@ -178,27 +174,9 @@ int process_max_fds_read(uint64_t *ret) {
         return 0;
 }
 
-static int proc_btime_read(uint64_t *ret) {
-        _cleanup_(fclosep) FILE *f = NULL;
-        _cleanup_free_ char *line = NULL;
-        size_t allocated = 0;
-
-        /* Line by line, not read_full_file(): on a large machine the "intr" line before "btime"
-         * can run to hundreds of KiB. */
-        f = fopen("/proc/stat", "re");
-        if (!f)
-                return negative_errno();
-        for (;;) {
-                errno = 0;
-                if (getline(&line, &allocated, f) < 0)
-                        return errno != 0 ? negative_errno() : -ENODATA;
-                if (startswith(line, "btime "))
-                        return proc_stat_btime_parse(line, ret);
-        }
-}
-
 int process_start_time_read(double *ret) {
-        uint64_t btime, hz;
+        usec_t boottime, realtime;
+        uint64_t hz;
         ProcStat st;
         int r;
 
@@ -210,10 +188,13 @@ int process_start_time_read(double *ret) {
         r = proc_self_stat_read(&st);
         if (r < 0)
                 return r;
-        r = proc_btime_read(&btime);
-        if (r < 0)
-                return r;
-        *ret = (double) btime + (double) st.starttime / (double) hz;
+        /* Not /proc/stat's btime: ProcSubset=pid hides /proc/stat, and btime is rounded down to a
+         * second anyway. starttime counts CLOCK_BOOTTIME (suspend included, and shifted by the
+         * time namespace as that clock is), so the two clocks read back to back give the epoch
+         * time of boot. */
+        boottime = now(CLOCK_BOOTTIME);
+        realtime = now(CLOCK_REALTIME);
+        *ret = process_start_time_compute(st.starttime, hz, realtime, boottime);
         return 0;
 }
 
@@ -261,58 +242,65 @@ int process_stats_read(ProcessStats *ret) {
         return 0;
 }
 
-/* Each callback reads only what it reports: a scrape every few seconds makes the repeated
- * /proc/self/stat reads negligible, and no value is ever stale. */
+/* One read of /proc/self/stat and of the descriptor count per exposition, shared by the
+ * callbacks: they run right after the collector, within the same metrics_format(). */
+typedef struct ProcessSample {
+        int stat_r; /* < 0: the callbacks leave their samples out */
+        ProcStat stat;
+        int fds_r;
+        uint64_t fds;
+} ProcessSample;
 
-static int cpu_seconds_cb(_unused_ void *userdata, double *ret) {
+static void sample_collect(void *userdata) {
+        ProcessSample *s = userdata;
+
+        s->stat_r = proc_self_stat_read(&s->stat);
+        s->fds_r = process_open_fds_read(&s->fds);
+}
+
+static int cpu_seconds_cb(void *userdata, double *ret) {
+        const ProcessSample *s = userdata;
         uint64_t hz;
-        ProcStat st;
         int r;
 
+        if (s->stat_r < 0)
+                return s->stat_r;
         r = clock_ticks(&hz);
         if (r < 0)
                 return r;
-        r = proc_self_stat_read(&st);
-        if (r < 0)
-                return r;
-        *ret = (double) (st.utime + st.stime) / (double) hz;
+        *ret = (double) (s->stat.utime + s->stat.stime) / (double) hz;
         return 0;
 }
 
-static int resident_memory_cb(_unused_ void *userdata, double *ret) {
+static int resident_memory_cb(void *userdata, double *ret) {
+        const ProcessSample *s = userdata;
         uint64_t ps;
-        ProcStat st;
         int r;
 
+        if (s->stat_r < 0)
+                return s->stat_r;
         r = page_size(&ps);
         if (r < 0)
                 return r;
-        r = proc_self_stat_read(&st);
-        if (r < 0)
-                return r;
-        *ret = (double) (st.rss * ps);
+        *ret = (double) (s->stat.rss * ps);
         return 0;
 }
 
-static int virtual_memory_cb(_unused_ void *userdata, double *ret) {
-        ProcStat st;
-        int r;
+static int virtual_memory_cb(void *userdata, double *ret) {
+        const ProcessSample *s = userdata;
 
-        r = proc_self_stat_read(&st);
-        if (r < 0)
-                return r;
-        *ret = (double) st.vsize;
+        if (s->stat_r < 0)
+                return s->stat_r;
+        *ret = (double) s->stat.vsize;
         return 0;
 }
 
-static int open_fds_cb(_unused_ void *userdata, double *ret) {
-        uint64_t n;
-        int r;
+static int open_fds_cb(void *userdata, double *ret) {
+        const ProcessSample *s = userdata;
 
-        r = process_open_fds_read(&n);
-        if (r < 0)
-                return r;
-        *ret = (double) n;
+        if (s->fds_r < 0)
+                return s->fds_r;
+        *ret = (double) s->fds;
         return 0;
 }
 
@@ -345,21 +333,32 @@ int process_stats_register(MetricsRegistry *reg) {
                 { METRIC_GAUGE, "process_max_fds",
                   "Maximum number of open file descriptors.", max_fds_cb },
         };
+        ProcessSample *sample;
         Metric *start;
         double t;
         int r;
 
         assert(reg);
 
-        /* Fixed for the life of the process: read once, and first, so that a /proc without it
-         * fails before anything is registered. */
+        /* Fixed for the life of the process: read once, and first, so that a /proc without
+         * /proc/self/stat fails before anything is registered. */
         r = process_start_time_read(&t);
+        if (r < 0)
+                return r;
+
+        /* The registry owns the sample from here on, even when adding fails. Until the first
+         * collection it reads as "not available". */
+        sample = calloc(1, sizeof *sample);
+        if (!sample)
+                return -ENOMEM;
+        sample->stat_r = sample->fds_r = -ENODATA;
+        r = metrics_collector_add(reg, sample_collect, sample, free);
         if (r < 0)
                 return r;
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++) {
                 r = metrics_callback_new(reg, table[i].type, table[i].name, table[i].help,
-                                         table[i].callback, NULL, NULL);
+                                         table[i].callback, sample, NULL);
                 if (r < 0)
                         return r;
         }

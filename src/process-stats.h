@@ -19,8 +19,10 @@ typedef struct ProcStat {
 /* Parses a /proc/<pid>/stat line. comm may hold spaces and parentheses: the fields are counted
  * from its last ')'. -EINVAL when the text is not such a line. */
 int proc_stat_parse(const char *text, ProcStat *ret);
-/* The "btime" line of /proc/stat: seconds since the epoch at boot. -EINVAL if absent or bad. */
-int proc_stat_btime_parse(const char *text, uint64_t *ret);
+/* The start time in seconds since the epoch, from starttime (clock ticks after boot, as in
+ * /proc/<pid>/stat) and CLOCK_REALTIME and CLOCK_BOOTTIME read together. Needs no /proc/stat,
+ * which ProcSubset=pid hides. */
+double process_start_time_compute(uint64_t starttime, uint64_t ticks_per_second, usec_t realtime, usec_t boottime);
 
 typedef struct ProcessStats {
         double cpu_seconds;             /* utime + stime */

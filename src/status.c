@@ -41,7 +41,31 @@ static const char *connected(bool b) {
 }
 
 bool status_is_ready(const StatusSnapshot *s) {
-        return s->broker_connected && s->database_connected && s->circuit != CIRCUIT_OPEN;
+        return s->broker_connected && s->database_connected && s->circuit != CIRCUIT_OPEN && !s->stopping;
+}
+
+void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata) {
+        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++) {
+#ifdef PIPELINE_HTTP_STATUS_MAX
+                if (k == DEAD_LETTER_HTTP)
+                        continue;
+#endif
+                callback(dead_letter_kind_to_string(k), st->events_dead_lettered[k], userdata);
+        }
+#ifdef PIPELINE_HTTP_STATUS_MAX
+        /* Only the statuses seen: a label per possible status would be hundreds of series at 0. */
+        for (long code = 0; code < PIPELINE_HTTP_STATUS_MAX; code++) {
+                char reason[STATUS_REASON_MAX];
+
+                if (st->events_dead_lettered_http[code] == 0)
+                        continue;
+                if (code == 0)
+                        snprintf(reason, sizeof reason, "http_other");
+                else
+                        snprintf(reason, sizeof reason, "http_%ld", code);
+                callback(reason, st->events_dead_lettered_http[code], userdata);
+        }
+#endif
 }
 
 int status_health_json(Buffer *out) {
@@ -50,29 +74,65 @@ int status_health_json(Buffer *out) {
         return buffer_append(out, body, sizeof body - 1);
 }
 
+static void add_string(json_object *array, const char *s) {
+        json_object_array_add(array, json_object_new_string(s));
+}
+
+static json_object *check(bool ok, const char *state) {
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "ok", json_object_new_boolean(ok));
+        json_object_object_add(o, "state", json_object_new_string(state));
+        return o;
+}
+
 int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_status) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        json_object *reasons = json_object_new_array();
+        json_object *reasons = json_object_new_array(), *checks = json_object_new_object();
+        const char *circuit = circuit_state_to_string(s->circuit);
         bool ready = status_is_ready(s);
+        char why[512];
 
-        if (!o || !reasons) {
+        if (!o || !reasons || !checks) {
                 json_object_put(reasons);
+                json_object_put(checks);
                 return -ENOMEM;
         }
+        /* The Python service's flat fields first, then each check with its verdict. */
         json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
         json_object_object_add(o, "database", json_object_new_string(connected(s->database_connected)));
         json_object_object_add(o, "rabbitmq", json_object_new_string(connected(s->broker_connected)));
-        json_object_object_add(o, "circuit_breaker", json_object_new_string(circuit_state_to_string(s->circuit)));
-        if (!s->database_connected)
-                json_object_array_add(reasons, json_object_new_string("database: not connected"));
+        json_object_object_add(o, "circuit_breaker", json_object_new_string(circuit));
+        json_object_object_add(checks, "rabbitmq", check(s->broker_connected, connected(s->broker_connected)));
+        json_object_object_add(checks, "database", check(s->database_connected, connected(s->database_connected)));
+        json_object_object_add(checks, "circuit_breaker", check(s->circuit != CIRCUIT_OPEN, circuit));
+        json_object_object_add(o, "checks", checks);
+
+        if (s->stopping)
+                add_string(reasons, "stopping: shutting down, draining what is in flight");
         if (!s->broker_connected)
-                json_object_array_add(reasons, json_object_new_string("rabbitmq: not connected"));
-        if (s->circuit == CIRCUIT_OPEN)
-                json_object_array_add(reasons, json_object_new_string("circuit_breaker: open, the destination is failing"));
+                add_string(reasons, "rabbitmq: not connected, reconnecting in the background");
+        if (!s->database_connected)
+                add_string(reasons, "database: not connected, reconnecting in the background");
+        if (s->circuit == CIRCUIT_OPEN) {
+                const PipelineStats *st = s->stats;
+
+                /* The last error is what opened it, or what the last probe got. */
+                if (st && st->last_error_at > 0)
+                        snprintf(why, sizeof why, "circuit_breaker: open, the destination is failing: %s",
+                                 st->last_error);
+                else
+                        snprintf(why, sizeof why, "circuit_breaker: open, the destination is failing");
+                add_string(reasons, why);
+        }
         json_object_object_add(o, "reasons", reasons);
 
         *ret_http_status = ready ? 200 : 503;
         return emit(o, out);
+}
+
+static void add_reason(const char *reason, uint64_t count, void *userdata) {
+        json_object_object_add(userdata, reason, json_object_new_uint64(count));
 }
 
 int status_stats_json(const StatusSnapshot *s, Buffer *out) {
@@ -87,7 +147,10 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         json_object_object_add(o, "service", json_object_new_string("transmitter"));
         json_object_object_add(o, "version", json_object_new_string(s->version));
         json_object_object_add(o, "instance", json_object_new_string(s->instance_id));
+        json_object_object_add(o, "started_at", time_or_null(s->now_realtime - s->uptime));
         json_object_object_add(o, "uptime_seconds", json_object_new_double((double) s->uptime / USEC_PER_SEC));
+        json_object_object_add(o, "ready", json_object_new_boolean(status_is_ready(s)));
+        json_object_object_add(o, "stopping", json_object_new_boolean(s->stopping));
 
         /* The Python service's three fields, same names and meaning. */
         json_object_object_add(o, "pending_items", u64(s->pending_events));
@@ -100,10 +163,9 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         json_object_object_add(events, "requeued", u64(st->events_requeued));
         dead = json_object_new_object();
         by_reason = json_object_new_object();
-        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++) {
-                json_object_object_add(by_reason, dead_letter_kind_to_string(k), u64(st->events_dead_lettered[k]));
+        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++)
                 dead_total += st->events_dead_lettered[k];
-        }
+        status_foreach_dead_letter_reason(st, add_reason, by_reason);
         json_object_object_add(dead, "total", u64(dead_total));
         json_object_object_add(dead, "by_reason", by_reason);
         json_object_object_add(events, "dead_lettered", dead);
@@ -141,6 +203,8 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         prefetch = json_object_new_object();
         json_object_object_add(prefetch, "window", u64(s->prefetch));
         json_object_object_add(prefetch, "in_use", u64(s->unacked));
+        json_object_object_add(prefetch, "utilization",
+                               s->prefetch > 0 ? json_object_new_double((double) s->unacked / s->prefetch) : NULL);
         json_object_object_add(o, "prefetch", prefetch);
 
         circuit = json_object_new_object();
@@ -178,6 +242,10 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
                 }
                 json_object_object_add(totals, "batches", tb);
                 json_object_object_add(totals, "events", te);
+                /* Read in the background at most every couple of seconds; older while the
+                 * database is away. */
+                usec_t age = s->now_monotonic > s->totals->read_at ? s->now_monotonic - s->totals->read_at : 0;
+                json_object_object_add(totals, "age_seconds", json_object_new_double((double) age / USEC_PER_SEC));
                 json_object_object_add(db, "totals", totals);
         } else
                 json_object_object_add(db, "totals", NULL);

@@ -13,7 +13,9 @@ typedef struct StatusSnapshot {
         const char *version;
         const char *instance_id;
         usec_t now_realtime;
+        usec_t now_monotonic;
         usec_t uptime;
+        bool stopping;             /* SIGTERM received: draining, no longer ready */
         const PipelineStats *stats;
         bool broker_connected;
         bool database_connected;
@@ -25,10 +27,10 @@ typedef struct StatusSnapshot {
         size_t unacked;
         unsigned prefetch;
         size_t ledger_backlog;
-        const LedgerTotals *totals; /* NULL: not read yet */
+        const LedgerTotals *totals; /* NULL or read_at 0: not read yet; read_at is CLOCK_MONOTONIC */
 } StatusSnapshot;
 
-/* Ready: broker and database connected and the circuit not open. */
+/* Ready: broker and database connected, the circuit not open, and not stopping. */
 bool status_is_ready(const StatusSnapshot *s);
 
 int status_health_json(Buffer *out);
@@ -37,3 +39,11 @@ int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_s
 int status_stats_json(const StatusSnapshot *s, Buffer *out);
 /* e.g. "sent 1532 batches / 153200 events, circuit closed, broker connected, database connected, in flight 1" */
 void status_line(const StatusSnapshot *s, char *buf, size_t size);
+
+/* The dead-letter counts by the x-transmitter-reason the messages carry: each fixed reason
+ * ("empty", "not_json", ...) always, then "http_<status>" for each status that refused any,
+ * in increasing order. Where the pipeline does not count by status, the destination's
+ * refusals are one reason, "http". The same names label /metrics. */
+#define STATUS_REASON_MAX 16
+typedef void (*StatusReasonCallback)(const char *reason, uint64_t count, void *userdata);
+void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata);

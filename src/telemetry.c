@@ -3,13 +3,14 @@
 
 #include "metrics.h"
 #include "process-stats.h"
+#include "status.h"
 #include "telemetry.h"
 
 struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
-                *reconnects, *circuit_state, *in_flight, *pending, *up, *request_duration, *batch_events,
-                *batch_bytes;
+                *reconnects, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
+                *batch_events, *batch_bytes;
 };
 
 static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -33,6 +34,26 @@ static void on_batch_formed(void *userdata, size_t events, size_t raw_bytes, siz
 
         metric_histogram_observe(t->batch_events, (double) events);
         metric_histogram_observe(t->batch_bytes, (double) compressed_bytes);
+}
+
+typedef struct DeclareContext {
+        Metric *metric;
+        int r;
+} DeclareContext;
+
+static void declare_reason(const char *reason, uint64_t count, void *userdata) {
+        DeclareContext *ctx = userdata;
+        int r = metric_declare(ctx->metric, reason);
+
+        if (r < 0 && ctx->r >= 0)
+                ctx->r = r;
+}
+
+static void set_reason(const char *reason, uint64_t count, void *userdata) {
+        MetricSeries *s;
+
+        if (metric_series(userdata, reason, &s) >= 0)
+                metric_series_set(s, (double) count);
 }
 
 void telemetry_observer(Telemetry *t, PipelineObserver *ret) {
@@ -79,6 +100,11 @@ int telemetry_new(Telemetry **ret) {
                                    &t->in_flight)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_pending_events", "Events held in memory, not yet settled.", NULL,
                                    &t->pending)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_unacked_messages",
+                                   "Deliveries not yet acked: the part of the prefetch window in use.", NULL,
+                                   &t->unacked)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_ledger_backlog_records",
+                                   "Batch records waiting for PostgreSQL to commit them.", NULL, &t->ledger_backlog)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_up", "Whether the connection to a peer is up.", "peer", &t->up)) < 0 ||
             (r = metrics_histogram_new(reg, "transmitter_http_request_duration_seconds",
                                        "Duration of requests to the destination.", duration_bounds,
@@ -89,9 +115,15 @@ int telemetry_new(Telemetry **ret) {
                                        byte_bounds, ELEMENTSOF(byte_bounds), &t->batch_bytes)) < 0)
                 return r;
 
-        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++)
-                if ((r = metric_declare(t->events_dead_lettered, dead_letter_kind_to_string(k))) < 0)
-                        return r;
+        {
+                /* The fixed reasons at 0 from the start; per-status ones appear when first seen. */
+                static const PipelineStats zero;
+                DeclareContext ctx = { .metric = t->events_dead_lettered };
+
+                status_foreach_dead_letter_reason(&zero, declare_reason, &ctx);
+                if (ctx.r < 0)
+                        return ctx.r;
+        }
         if ((r = metric_declare(t->batches, "sent")) < 0 || (r = metric_declare(t->batches, "failed")) < 0 ||
             (r = metric_declare(t->batches, "split")) < 0 || (r = metric_declare(t->payload_bytes, "raw")) < 0 ||
             (r = metric_declare(t->payload_bytes, "compressed")) < 0 ||
@@ -126,26 +158,29 @@ static void set_counter(Metric *m, const char *label, uint64_t v) {
                 metric_series_set(s, (double) v);
 }
 
-int telemetry_format(Telemetry *t, Pipeline *p, Buffer *out) {
-        const PipelineStats *st = pipeline_stats(p);
+int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
+        const PipelineStats *st = snap->stats;
 
+        /* Counters are copies of PipelineStats, so that /metrics, /api/v1/stats and STATUS= can
+         * never disagree; only the per-code requests and the histograms live here. */
         set_counter(t->events_received, NULL, st->events_received);
         set_counter(t->events_sent, NULL, st->events_sent);
-        for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++)
-                set_counter(t->events_dead_lettered, dead_letter_kind_to_string(k), st->events_dead_lettered[k]);
+        status_foreach_dead_letter_reason(st, set_reason, t->events_dead_lettered);
         set_counter(t->batches, "sent", st->batches_sent);
         set_counter(t->batches, "failed", st->batches_failed);
         set_counter(t->batches, "split", st->batches_split);
         set_counter(t->payload_bytes, "raw", st->bytes_raw);
         set_counter(t->payload_bytes, "compressed", st->bytes_compressed);
         set_counter(t->reconnects, "rabbitmq", st->broker_reconnects);
-        set_counter(t->reconnects, "postgresql", pipeline_database_reconnects(p));
+        set_counter(t->reconnects, "postgresql", snap->database_reconnects);
 
-        set(t->circuit_state, NULL, (double) pipeline_circuit_state(p));
-        set(t->in_flight, NULL, pipeline_in_flight(p));
-        set(t->pending, NULL, (double) pipeline_pending_events(p));
-        set(t->up, "rabbitmq", pipeline_broker_connected(p));
-        set(t->up, "postgresql", pipeline_database_connected(p));
+        set(t->circuit_state, NULL, (double) snap->circuit);
+        set(t->in_flight, NULL, snap->in_flight);
+        set(t->pending, NULL, (double) snap->pending_events);
+        set(t->unacked, NULL, (double) snap->unacked);
+        set(t->ledger_backlog, NULL, (double) snap->ledger_backlog);
+        set(t->up, "rabbitmq", snap->broker_connected);
+        set(t->up, "postgresql", snap->database_connected);
 
         buffer_clear(out);
         return metrics_format(t->registry, out);

@@ -6,6 +6,7 @@
 
 #include "buffer.h"
 #include "pipeline.h"
+#include "status.h"
 
 typedef struct Telemetry Telemetry;
 
@@ -16,5 +17,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Telemetry *, telemetry_free);
 /* Hooks to pass to pipeline_new(). */
 void telemetry_observer(Telemetry *t, PipelineObserver *ret);
 
-/* The exposition text, with counters and gauges read from the pipeline now. */
-int telemetry_format(Telemetry *t, Pipeline *p, Buffer *out);
+/* The exposition text, with counters and gauges taken from the snapshot (status_snapshot_take()). */
+int telemetry_format(Telemetry *t, const StatusSnapshot *snapshot, Buffer *out);

@@ -2,8 +2,10 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <sys/wait.h>
 
 #include "metrics.h"
+#include "telemetry.h"
 
 /* The registry's exposition as a C string, for comparing with the expected text. */
 static char *format_text(const MetricsRegistry *reg) {
@@ -330,6 +332,53 @@ Test(metrics, callbacks) {
         expect_callbacks(reg, 0, 42);
 }
 
+typedef struct Collected {
+        unsigned collected, read, destroyed;
+        double value;
+} Collected;
+
+static void collect_one(void *userdata) {
+        Collected *c = userdata;
+
+        c->collected++;
+        c->value = c->collected * 10;
+}
+
+static int read_collected(void *userdata, double *ret) {
+        Collected *c = userdata;
+
+        c->read++;
+        *ret = c->value;
+        return 0;
+}
+
+static void destroy_collected(void *userdata) {
+        ((Collected *) userdata)->destroyed++;
+}
+
+Test(metrics, collectors) {
+        MetricsRegistry *reg = NULL;
+        Collected c = { 0 }, lost = { 0 };
+
+        cr_assert_eq(metrics_registry_new(&reg), 0);
+        cr_assert_eq(metrics_collector_add(reg, NULL, &lost, destroy_collected), -EINVAL);
+        cr_assert_eq(lost.destroyed, 1); /* ownership passed even when refused */
+        cr_assert_eq(metrics_collector_add(reg, collect_one, &c, destroy_collected), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "a", "A.", read_collected, &c, NULL), 0);
+        cr_assert_eq(metrics_callback_new(reg, METRIC_GAUGE, "b", "B.", read_collected, &c, NULL), 0);
+
+        /* Once per exposition, before the callbacks: both read the same collection. */
+        expect_text(reg, "# HELP a A.\n# TYPE a gauge\na 10\n# HELP b B.\n# TYPE b gauge\nb 10\n");
+        cr_assert_eq(c.collected, 1);
+        cr_assert_eq(c.read, 2);
+        expect_text(reg, "# HELP a A.\n# TYPE a gauge\na 20\n# HELP b B.\n# TYPE b gauge\nb 20\n");
+        cr_assert_eq(c.collected, 2);
+
+        cr_assert_eq(c.destroyed, 0);
+        metrics_registry_free(reg);
+        cr_assert_eq(c.destroyed, 1);
+}
+
 Test(metrics, appends_and_many_series) {
         _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;
         Buffer b = { 0 };
@@ -382,4 +431,202 @@ Test(metrics, histogram_edges) {
                     "h_bytes_bucket{le=\"+Inf\"} 7\n"
                     "h_bytes_sum NaN\n"
                     "h_bytes_count 7\n");
+}
+
+/* The daemon's own registry (telemetry.c), fed like the pipeline feeds it. */
+
+static char *promtool_path(void) {
+        const char *path = getenv("PATH");
+
+        for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+                size_t n = strcspn(p, ":");
+                char *candidate;
+
+                if (asprintf(&candidate, "%.*s/promtool", (int) n, p) < 0)
+                        return NULL;
+                if (access(candidate, X_OK) == 0)
+                        return candidate;
+                free(candidate);
+                p += n;
+                if (*p)
+                        p++;
+        }
+        return NULL;
+}
+
+/* promtool check metrics on text: its output ("" when it finds nothing), or NULL without promtool. */
+static char *promtool_check(const char *text) {
+        _cleanup_free_ char *promtool = promtool_path(), *cmd = NULL;
+        char path[] = "/tmp/test-metrics-telemetry.XXXXXX", output[8192];
+        size_t n;
+        FILE *p;
+        int fd, status;
+
+        if (!promtool)
+                return NULL;
+        fd = mkstemp(path);
+        cr_assert_geq(fd, 0);
+        cr_assert_eq(write(fd, text, strlen(text)), (ssize_t) strlen(text));
+        (void) close(fd);
+        cr_assert_geq(asprintf(&cmd, "'%s' check metrics < '%s' 2>&1", promtool, path), 0);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        n = fread(output, 1, sizeof output - 1, p);
+        output[n] = '\0';
+        status = pclose(p);
+        (void) unlink(path);
+        if (output[0] == '\0' && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+                snprintf(output, sizeof output, "(exit status %d)", status);
+        return strdup(output);
+}
+
+static bool has_line(const char *text, const char *line) {
+        size_t n = strlen(line);
+
+        for (const char *p = text; (p = strstr(p, line)); p += n)
+                if ((p == text || p[-1] == '\n') && p[n] == '\n')
+                        return true;
+        return false;
+}
+
+/* Every sample belongs to a family announced by HELP and TYPE before it. */
+static void expect_help_and_type(const char *text) {
+        char family[128] = "", type[16] = "";
+        bool helped = false;
+
+        for (const char *line = text; *line;) {
+                size_t n = strcspn(line, "\n");
+                char name[128];
+
+                if (startswith(line, "# HELP ")) {
+                        cr_assert_eq(sscanf(line, "# HELP %127s", family), 1);
+                        helped = true;
+                        type[0] = '\0';
+                } else if (startswith(line, "# TYPE ")) {
+                        cr_assert_eq(sscanf(line, "# TYPE %127s %15s", name, type), 2);
+                        cr_assert(helped && streq(name, family), "TYPE %s without its HELP", name);
+                } else {
+                        size_t l = strcspn(line, "{ ");
+                        bool own = l == strlen(family) && strncmp(line, family, l) == 0;
+
+                        snprintf(name, sizeof name, "%.*s", (int) l, line);
+                        if (!own && streq(type, "histogram")) {
+                                const char *suffix = startswith(name, family);
+
+                                own = suffix && (streq(suffix, "_bucket") || streq(suffix, "_sum") ||
+                                                 streq(suffix, "_count"));
+                        }
+                        cr_assert(own && type[0], "sample %s outside its family (%s, %s)", name, family, type);
+                }
+                line += n;
+                if (*line)
+                        line++;
+        }
+}
+
+Test(metrics, telemetry) {
+        _cleanup_(telemetry_freep) Telemetry *t = NULL;
+        _cleanup_free_ char *text = NULL, *said = NULL;
+        PipelineObserver obs;
+        PipelineStats st = {
+                .events_received = 1234,
+                .events_sent = 1100,
+                .batches_sent = 11,
+                .batches_failed = 2,
+                .batches_split = 1,
+                .bytes_raw = 1000000,
+                .bytes_compressed = 160000,
+                .broker_reconnects = 3,
+        };
+        StatusSnapshot snap = {
+                .stats = &st,
+                .broker_connected = true,
+                .database_connected = false,
+                .database_reconnects = 5,
+                .circuit = CIRCUIT_OPEN,
+                .in_flight = 2,
+                .pending_events = 250,
+                .unacked = 300,
+                .ledger_backlog = 4,
+        };
+        Buffer b = { 0 };
+
+        st.events_dead_lettered[DEAD_LETTER_NOT_JSON] = 7;
+        st.events_dead_lettered[DEAD_LETTER_HTTP] = 3;
+#ifdef PIPELINE_HTTP_STATUS_MAX
+        st.events_dead_lettered_http[413] = 3;
+#endif
+
+        cr_assert_eq(telemetry_new(&t), 0);
+        telemetry_observer(t, &obs);
+        obs.request_done(obs.userdata, 200, 100 * USEC_PER_MSEC);
+        obs.request_done(obs.userdata, 200, 3 * USEC_PER_MSEC);
+        obs.request_done(obs.userdata, 413, 20 * USEC_PER_MSEC);
+        obs.request_done(obs.userdata, 0, 30 * USEC_PER_SEC);
+        obs.batch_formed(obs.userdata, 100, 98765, 16000);
+        obs.batch_formed(obs.userdata, 1, 900, 500);
+
+        cr_assert_eq(telemetry_format(t, &snap, &b), 0);
+        text = strndup((const char *) b.data, b.size);
+        buffer_done(&b);
+
+        /* Counters are the snapshot's, as they are. */
+        cr_assert(has_line(text, "transmitter_events_received_total 1234"), "%s", text);
+        cr_assert(has_line(text, "transmitter_events_sent_total 1100"));
+        cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"not_json\"} 7"));
+        cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"empty\"} 0"));
+        cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"too_large\"} 0"));
+#ifdef PIPELINE_HTTP_STATUS_MAX
+        cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"http_413\"} 3"), "%s", text);
+        cr_assert_null(strstr(text, "reason=\"http\""));
+        cr_assert_null(strstr(text, "reason=\"http_400\""));
+#else
+        cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"http\"} 3"), "%s", text);
+#endif
+        cr_assert(has_line(text, "transmitter_batches_total{outcome=\"sent\"} 11"));
+        cr_assert(has_line(text, "transmitter_batches_total{outcome=\"failed\"} 2"));
+        cr_assert(has_line(text, "transmitter_batches_total{outcome=\"split\"} 1"));
+        cr_assert(has_line(text, "transmitter_payload_bytes_total{stage=\"raw\"} 1000000"));
+        cr_assert(has_line(text, "transmitter_payload_bytes_total{stage=\"compressed\"} 160000"));
+        cr_assert(has_line(text, "transmitter_reconnects_total{peer=\"rabbitmq\"} 3"));
+        cr_assert(has_line(text, "transmitter_reconnects_total{peer=\"postgresql\"} 5"));
+        /* Per code, from the hooks; "none" for no answer. */
+        cr_assert(has_line(text, "transmitter_http_requests_total{code=\"200\"} 2"));
+        cr_assert(has_line(text, "transmitter_http_requests_total{code=\"413\"} 1"));
+        cr_assert(has_line(text, "transmitter_http_requests_total{code=\"none\"} 1"));
+        /* Gauges. */
+        cr_assert(has_line(text, "transmitter_circuit_state 1"));
+        cr_assert(has_line(text, "transmitter_in_flight_batches 2"));
+        cr_assert(has_line(text, "transmitter_pending_events 250"));
+        cr_assert(has_line(text, "transmitter_unacked_messages 300"));
+        cr_assert(has_line(text, "transmitter_ledger_backlog_records 4"));
+        cr_assert(has_line(text, "transmitter_up{peer=\"rabbitmq\"} 1"));
+        cr_assert(has_line(text, "transmitter_up{peer=\"postgresql\"} 0"));
+        /* Histograms: cumulative, +Inf equal to _count. */
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"0.025\"} 2"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"0.1\"} 3"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"10\"} 3"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"30\"} 4"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"+Inf\"} 4"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_count 4"));
+        cr_assert(has_line(text, "transmitter_http_request_duration_seconds_sum 30.123"));
+        cr_assert(has_line(text, "transmitter_batch_events_bucket{le=\"1\"} 1"));
+        cr_assert(has_line(text, "transmitter_batch_events_bucket{le=\"100\"} 2"));
+        cr_assert(has_line(text, "transmitter_batch_events_sum 101"));
+        cr_assert(has_line(text, "transmitter_batch_bytes_bucket{le=\"1024\"} 1"));
+        cr_assert(has_line(text, "transmitter_batch_bytes_bucket{le=\"16384\"} 2"));
+        cr_assert(has_line(text, "transmitter_batch_bytes_sum 16500"));
+        /* The standard process metrics. */
+        cr_assert(has_line(text, "# TYPE process_cpu_seconds_total counter"));
+        cr_assert(has_line(text, "# TYPE process_resident_memory_bytes gauge"));
+        cr_assert(has_line(text, "# TYPE process_open_fds gauge"));
+        cr_assert(has_line(text, "# TYPE process_start_time_seconds gauge"));
+
+        expect_help_and_type(text);
+
+        said = promtool_check(text);
+        if (!said)
+                cr_skip_test("promtool not found (Debian package prometheus)");
+        cr_assert_str_eq(said, "", "promtool on:\n%s\nsaid:\n%s", text, said);
 }

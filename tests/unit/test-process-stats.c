@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -59,31 +61,52 @@ Test(process_stats, parse_stat) {
                                      "62432 3133440 383", &st), -EINVAL);              /* empty field */
 }
 
-Test(process_stats, parse_btime) {
-        uint64_t t;
+Test(process_stats, start_time_compute) {
+        /* Booted at 1796159000.25 (realtime 1796160000.5 s, 1000.25 s after boot), started
+         * 62432 ticks of 100 Hz after boot. */
+        cr_assert_float_eq(process_start_time_compute(62432, 100, 1796160000500000ULL, 1000250000ULL),
+                           1796159624.57, 1e-6);
+        /* Other tick rates, and a process started at boot. */
+        cr_assert_float_eq(process_start_time_compute(1500, 1000, 2000000000ULL, 1000000000ULL), 1001.5, 1e-9);
+        cr_assert_float_eq(process_start_time_compute(0, 100, 1700000000000000ULL, 5000000ULL), 1699999995.0,
+                           1e-6);
+        /* A wall clock set to before the boot's length gives a negative boot time, not a wrap. */
+        cr_assert_float_eq(process_start_time_compute(100, 100, 1000000ULL, 3000000ULL), -1.0, 1e-9);
+}
 
-        cr_assert_eq(proc_stat_btime_parse("cpu  100 0 200 3000 0 0 0 0 0 0\n"
-                                           "cpu0 100 0 200 3000 0 0 0 0 0 0\n"
-                                           "intr 12345 0 1 2 3\n"
-                                           "ctxt 987\n"
-                                           "btime 1796157611\n"
-                                           "processes 7552\n", &t), 0);
-        cr_assert_eq(t, 1796157611);
-        cr_assert_eq(proc_stat_btime_parse("btime 5", &t), 0);
-        cr_assert_eq(t, 5);
+/* /proc/stat's btime, where this sandbox shows it: the old way, as a cross-check. */
+static bool btime_read(uint64_t *ret) {
+        _cleanup_free_ char *line = NULL;
+        size_t allocated = 0;
+        bool found = false;
+        FILE *f;
 
-        cr_assert_eq(proc_stat_btime_parse("", &t), -EINVAL);
-        cr_assert_eq(proc_stat_btime_parse("cpu 1 2 3\nctxt 9\n", &t), -EINVAL);
-        cr_assert_eq(proc_stat_btime_parse("xbtime 5\n", &t), -EINVAL);
-        cr_assert_eq(proc_stat_btime_parse("btime \n", &t), -EINVAL);
-        cr_assert_eq(proc_stat_btime_parse("btime 5 6\n", &t), -EINVAL);
-        cr_assert_eq(proc_stat_btime_parse("btime -5\n", &t), -EINVAL);
+        f = fopen("/proc/stat", "re");
+        if (!f)
+                return false;
+        while (!found && getline(&line, &allocated, f) >= 0)
+                found = sscanf(line, "btime %" SCNu64, ret) == 1;
+        fclose(f);
+        return found;
+}
+
+static uint64_t count_fds_by_listing(void) {
+        DIR *d = opendir("/proc/self/fd");
+        struct dirent *de;
+        uint64_t n = 0;
+
+        cr_assert_not_null(d);
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d))
+                        n++;
+        closedir(d);
+        return n;
 }
 
 Test(process_stats, live) {
         struct rlimit rl;
         ProcessStats s;
-        uint64_t before, after;
+        uint64_t before, after, btime;
         double wall;
         int fd;
 
@@ -96,10 +119,21 @@ Test(process_stats, live) {
         cr_assert_eq(s.max_fds, (uint64_t) rl.rlim_cur);
         cr_assert_geq(s.max_fds, s.open_fds);
 
-        /* This process started a moment ago; btime is rounded to a second and drifts with NTP. */
+        /* This test's process started a moment ago (criterion runs each test in a process of its
+         * own); the margin is for a slow sanitizer or valgrind run. */
         wall = (double) now(CLOCK_REALTIME) / (double) USEC_PER_SEC;
-        cr_assert_leq(s.start_time_seconds, wall + 5, "%f %f", s.start_time_seconds, wall);
-        cr_assert_geq(s.start_time_seconds, wall - 3600, "%f %f", s.start_time_seconds, wall);
+        cr_assert_leq(s.start_time_seconds, wall + 0.1, "%f %f", s.start_time_seconds, wall);
+        cr_assert_geq(s.start_time_seconds, wall - 300, "%f %f", s.start_time_seconds, wall);
+        /* And it agrees with btime + starttime where /proc/stat can be read: btime is rounded
+         * down to a second, and the two drift apart with NTP adjustments since boot. */
+        if (btime_read(&btime)) {
+                ProcStat st;
+                double old;
+
+                cr_assert_eq(proc_self_stat_read(&st), 0);
+                old = (double) btime + (double) st.starttime / (double) sysconf(_SC_CLK_TCK);
+                cr_assert_float_eq(s.start_time_seconds, old, 5.0, "%f %f", s.start_time_seconds, old);
+        }
 
         /* The count is of the process's descriptors, not of the one reading the directory. */
         cr_assert_eq(process_open_fds_read(&before), 0);
@@ -109,6 +143,9 @@ Test(process_stats, live) {
         (void) close(fd);
         cr_assert_eq(after, before + 1);
         cr_assert_eq(before, s.open_fds);
+        /* Whichever way it counts (the directory's size since Linux 6.2, or its listing), it is
+         * the listing's count, less the descriptor of the listing itself. */
+        cr_assert_eq(before, count_fds_by_listing());
 }
 
 static char *format_text(MetricsRegistry *reg) {
@@ -140,6 +177,23 @@ Test(process_stats, registered) {
         cr_assert_not_null(strstr(text, "# TYPE process_cpu_seconds_total counter\n"));
         cr_assert_not_null(strstr(text, "# TYPE process_open_fds gauge\n"));
         cr_assert_null(strstr(text, "e+"), "%s", text); /* byte counts in plain digits */
+
+        /* Read at each exposition, not at registration: a new descriptor shows in the next one. */
+        {
+                _cleanup_free_ char *again = NULL;
+                uint64_t fds_before, fds_after;
+                int fd;
+
+                cr_assert_eq(sscanf(strstr(text, "\nprocess_open_fds "), "\nprocess_open_fds %" SCNu64,
+                                    &fds_before), 1);
+                fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                cr_assert_geq(fd, 0);
+                again = format_text(reg);
+                (void) close(fd);
+                cr_assert_eq(sscanf(strstr(again, "\nprocess_open_fds "), "\nprocess_open_fds %" SCNu64,
+                                    &fds_after), 1);
+                cr_assert_eq(fds_after, fds_before + 1, "%s", again);
+        }
 }
 
 static char *find_in_path(const char *name) {
