@@ -810,8 +810,10 @@ static int load_token(LoadContext *ctx) {
                 return oom(ctx);
         }
         r = read_token_file(path, &c->auth_token);
-        if (r == -ENOENT)
-                return 0; /* no LoadCredential=auth-token: no token */
+        /* No LoadCredential=auth-token, or the unit's blank SetCredential= default that keeps
+         * a missing /etc/transmitter/auth-token from failing the start: no token from here. */
+        if (r == -ENOENT || r == -ENODATA)
+                return 0;
         if (r == -ENOMEM)
                 return oom(ctx);
         if (r < 0)

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sysexits.h>
 #include <systemd/sd-daemon.h>
 #include <systemd/sd-event.h>
@@ -17,7 +20,11 @@
 #include "telemetry.h"
 #include "version.h"
 
+/* STATUS= is sent at most this often, and only when the line changed. */
 #define STATUS_INTERVAL USEC_PER_SEC
+/* Beyond SHUTDOWN_TIMEOUT_S: what the stop may take after the drain gave up (closing
+ * connections, freeing) before systemd may send SIGKILL. */
+#define STOP_SLACK (5 * USEC_PER_SEC)
 
 typedef struct Daemon {
         sd_event *event;
@@ -37,10 +44,13 @@ static void update_status(Daemon *d) {
         StatusSnapshot s;
         char line[256];
 
-        if (d->stopping)
-                return;
         status_snapshot_take(&d->api_context, &s);
-        status_line(&s, line, sizeof line);
+        if (d->stopping)
+                /* What the drain still waits for, so that a slow stop explains itself. */
+                (void) snprintf(line, sizeof line, "stopping: %u batch(es) in flight, %zu event(s) unsettled",
+                                s.in_flight, s.pending_events);
+        else
+                status_line(&s, line, sizeof line);
         notify_status(line);
 }
 
@@ -68,6 +78,10 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         log_info("Received %s: stopping consumption, sending the open batch, waiting up to %us",
                  strsignal((int) si->ssi_signo), d->config->shutdown_timeout_s);
         notify_stopping("stopping: sending what is in flight");
+        /* The drain's own bound is authoritative: should SHUTDOWN_TIMEOUT_S exceed TimeoutStopSec=,
+         * systemd waits for it rather than SIGKILL a drain that is still settling events. (This
+         * never shortens the unit's timeout.) */
+        notify_extend_timeout((usec_t) d->config->shutdown_timeout_s * USEC_PER_SEC + STOP_SLACK);
         pipeline_stop(d->pipeline, (usec_t) d->config->shutdown_timeout_s * USEC_PER_SEC, on_stopped, d);
         return 0;
 }
@@ -78,6 +92,11 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
         char error[CONFIG_ERROR_MAX], restart[CONFIG_ERROR_MAX];
         int r;
 
+        if (d->stopping) {
+                /* A READY=1 now would tell systemd the stop was over. */
+                log_notice("Received SIGHUP while stopping: not reloading");
+                return 0;
+        }
         notify_reloading();
         r = config_read(d->config_path, d->config_path_explicit, &c, error);
         if (r < 0) {
@@ -98,10 +117,15 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
                 (void) pipeline_reconfigure(d->pipeline, d->config);
                 goto finish;
         }
+        /* The confirmation shows under the more verbose of the two levels: an operator who turns
+         * logging down to WARNING still sees that the reload happened. */
+        if (c->log_level < d->config->log_level)
+                log_info("Configuration reloaded (log level %s)", log_level_to_string(c->log_level));
         log_set_max_level(c->log_level);
+        if (c->log_level >= d->config->log_level)
+                log_info("Configuration reloaded (log level %s)", log_level_to_string(c->log_level));
         config_free(d->config);
         d->config = TAKE_PTR(c);
-        log_info("Configuration reloaded");
 
 finish:
         {
@@ -115,23 +139,58 @@ finish:
         return 0;
 }
 
+/* "127.0.0.1:8020", "[::]:8020", a socket path, or "?" */
+static void describe_socket(int fd, char *buf, size_t size) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        char host[NI_MAXHOST], port[NI_MAXSERV];
+
+        if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0) {
+                (void) snprintf(buf, size, "?");
+                return;
+        }
+        if (sa.ss_family == AF_UNIX) {
+                (void) snprintf(buf, size, "%s", ((struct sockaddr_un *) &sa)->sun_path);
+                return;
+        }
+        if (getnameinfo((struct sockaddr *) &sa, len, host, sizeof host, port, sizeof port,
+                        NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+                (void) snprintf(buf, size, "?");
+                return;
+        }
+        (void) snprintf(buf, size, sa.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+/* The socket systemd passed (transmitter.socket), else one bound here. -ENOTSOCK for what a
+ * restart cannot fix: the unit passed something other than one listening stream socket. */
 static int take_listen_socket(const Config *c, int *ret_fd) {
+        char where[NI_MAXHOST + NI_MAXSERV + 4];
         int n, r;
 
         n = sd_listen_fds(1);
         if (n < 0)
                 return log_error_errno(n, "Failed to read the sockets passed by systemd: %s", STRERROR(n));
-        if (n > 1)
+        if (n > 1) {
+                /* Ours to close: nothing else will use them. */
+                for (int fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++)
+                        safe_close(fd);
                 return log_error_errno(SYNTHETIC_ERRNO(ENOTSOCK),
-                                       "systemd passed %d sockets; expected exactly one stream socket", n);
+                                       "systemd passed %d sockets; expected exactly one listening stream socket "
+                                       "(one ListenStream= in transmitter.socket)", n);
+        }
         if (n == 1) {
                 r = sd_is_socket(SD_LISTEN_FDS_START, AF_UNSPEC, SOCK_STREAM, 1);
                 if (r < 0)
                         return log_error_errno(r, "Failed to check the socket passed by systemd: %s", STRERROR(r));
-                if (r == 0)
+                if (r == 0) {
+                        safe_close(SD_LISTEN_FDS_START);
                         return log_error_errno(SYNTHETIC_ERRNO(ENOTSOCK),
-                                               "The socket passed by systemd is not a listening stream socket");
-                log_debug("Using the socket passed by systemd");
+                                               "The socket passed by systemd is not a listening stream socket "
+                                               "(transmitter.socket needs ListenStream=, not ListenDatagram= or "
+                                               "Accept=yes)");
+                }
+                describe_socket(SD_LISTEN_FDS_START, where, sizeof where);
+                log_info("Listening on %s, the socket passed by systemd", where);
                 *ret_fd = SD_LISTEN_FDS_START;
                 return 0;
         }
@@ -223,6 +282,7 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 .telemetry = d->telemetry,
                 .config = (const Config *const *) &d->config,
                 .started_at = now(CLOCK_MONOTONIC),
+                .stopping = &d->stopping,
         };
         r = api_new(d->event, listen_fd, api_routes, &d->api_context, &d->api);
         if (r < 0)

@@ -113,6 +113,18 @@ static void write_stderr(int level, const char *message) {
         (void) !write(STDERR_FILENO, line, (size_t) n);
 }
 
+/* __FILE__ as the compiler saw it ("../src/pipeline.c" from a build directory) without the
+ * way there: CODE_FILE= names the file in the source tree. */
+static const char *source_file(const char *file) {
+        const char *p = file, *found = NULL;
+
+        while ((p = strstr(p, "src/"))) {
+                found = p;
+                p += strlen("src/");
+        }
+        return found ? found : file;
+}
+
 static void write_journal(int level, int error, const char *file, int line, const char *func,
                           const char *const *fields, size_t n_fields) {
         struct iovec iov[LOG_FIELDS_MAX + 8];
@@ -126,7 +138,7 @@ static void write_journal(int level, int error, const char *file, int line, cons
         iov[n++] = (struct iovec) { .iov_base = priority, .iov_len = strlen(priority) };
         iov[n++] = (struct iovec) { .iov_base = (void *) "SYSLOG_IDENTIFIER=transmitter",
                                     .iov_len = strlen("SYSLOG_IDENTIFIER=transmitter") };
-        snprintf(code_file, sizeof code_file, "CODE_FILE=%s", file);
+        snprintf(code_file, sizeof code_file, "CODE_FILE=%s", source_file(file));
         iov[n++] = (struct iovec) { .iov_base = code_file, .iov_len = strlen(code_file) };
         snprintf(code_line, sizeof code_line, "CODE_LINE=%d", line);
         iov[n++] = (struct iovec) { .iov_base = code_line, .iov_len = strlen(code_line) };

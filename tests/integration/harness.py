@@ -13,12 +13,14 @@ environment's directory; default BUILD_ROOT/devenv), TRANSMITTER_TEST_WRAPPER (e
 import gzip
 import json
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -149,6 +151,24 @@ class Devenv:
             print(r.stdout)
             raise TestFailure(f"postgres.sh {action} failed")
 
+    def heal(self):
+        """Leaves the shared broker and database running and unfrozen, whatever a test did to them
+        (for finally blocks of tests that stop, pause or restart them: the next test needs them)."""
+        for script, d in (("rabbitmq.sh", "RABBITMQ_DIR"), ("postgres.sh", "POSTGRES_DIR")):
+            subprocess.run(["bash", os.path.join(ENV_SCRIPTS, script), "resume", self.env[d]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        r = subprocess.run(["bash", os.path.join(ENV_SCRIPTS, "devenv.sh"), "up", self.dir],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        if r.returncode != 0:
+            print(r.stdout)
+            raise TestFailure("devenv.sh up (healing the shared environment) failed")
+        wait_for(lambda: self.broker_answers(), 120, "the shared broker to answer", interval=1)
+
+    def broker_answers(self):
+        r = subprocess.run([self.env["RABBITMQCTL"], "-q", "list_queues", "name"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+        return r.returncode == 0
+
 
 class Receiver:
     """A test HTTPS destination of our own (tests/env/receiver.py)."""
@@ -161,17 +181,29 @@ class Receiver:
             f.write(token + "\n")
         self.port = free_port()
         self.admin_port = free_port()
-        tls = devenv["TLS_DIR"]
+        self.tls_dir = devenv["TLS_DIR"]
+        self.extra = tuple(extra)
         self.log_path = os.path.join(self.dir, "receiver.log")
+        self.admin = f"http://127.0.0.1:{self.admin_port}"
+        self.url = f"https://127.0.0.1:{self.port}/v1/discovery"
+        self.proc = None
+        self.start(cert=cert, key=key)
+
+    def start(self, cert=None, key=None, extra=None):
+        """(Re)starts it on the same ports, e.g. with another certificate. Its records start empty."""
+        tls = self.tls_dir
+        if extra is not None:
+            self.extra = tuple(extra)
         self.proc = subprocess.Popen(
             [PYTHON, os.path.join(ENV_SCRIPTS, "receiver.py"), "--host", "127.0.0.1", "--port", str(self.port),
              "--admin-port", str(self.admin_port), "--cert", cert or os.path.join(tls, "server.pem"),
              "--key", key or os.path.join(tls, "server.key"), "--token-file", self.token_file, "--quiet",
-             *extra],
+             *self.extra],
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT)
-        self.admin = f"http://127.0.0.1:{self.admin_port}"
-        self.url = f"https://127.0.0.1:{self.port}/v1/discovery"
-        wait_for(lambda: http_get(self.admin + "/health")[0] == 200, 15, "the receiver")
+        wait_for(lambda: self.proc.poll() is not None or http_get(self.admin + "/health")[0] == 200, 15,
+                 "the receiver")
+        if self.proc.poll() is not None:
+            raise TestFailure(f"the receiver exited at start (log: {self.log_path})")
 
     def counts(self):
         return http_json(self.admin + "/counts")
@@ -187,6 +219,10 @@ class Receiver:
 
     def fault(self, **spec):
         return http_json(self.admin + "/faults", spec)
+
+    def event_counts(self):
+        """{event id: times received} of every event the receiver accepted."""
+        return {e["id"]: e["count"] for e in http_json(self.admin + "/events?detail=1", timeout=30)["events"]}
 
     def clear_faults(self):
         return http_json(self.admin + "/faults", {"clear": True})
@@ -283,6 +319,47 @@ class Transmitter:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def log_offset(self):
+        """A mark in the log: log_since() and wait_log() look only at what came after it."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def log_since(self, offset=0):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, pattern, timeout, since=0):
+        """Waits for a log line (stderr "<N>message" lines) matching the regular expression; returns the match."""
+        rx = re.compile(pattern, re.M)
+        return wait_for(lambda: rx.search(self.log_since(since)), timeout, f"a log line matching {pattern!r}",
+                        interval=0.2)
+
+    def get(self, path, timeout=5):
+        """(status, body bytes) of a GET on the daemon's API; status 0 when no answer."""
+        status, body, _ = http_get(self.base + path, timeout)
+        return status, body
+
+    def ready(self):
+        """(HTTP status, parsed body) of /ready."""
+        status, body = self.get("/ready", 2)
+        try:
+            return status, json.loads(body) if body else None
+        except ValueError:
+            return status, None
+
+    def metrics(self):
+        """{(name, frozenset of label items): value} from /metrics."""
+        status, body = self.get("/metrics")
+        if status != 200:
+            raise TestFailure(f"/metrics answered {status}")
+        return parse_metrics(body.decode())
+
+    def metric(self, name, **labels):
+        return self.metrics().get((name, frozenset(labels.items())))
+
 
 class Case:
     """One test's world: its own exchange, queue, dead-letter exchange, database and receiver."""
@@ -324,6 +401,15 @@ class Case:
         self.transmitters.append(t)
         return t
 
+    def another_transmitter(self, name, **settings):
+        """One more transmitter on the same queue, database and receiver (competing consumers,
+        DESIGN §10): its own API port, INSTANCE_ID and log file (transmitter-NAME.log)."""
+        settings.setdefault("SERVER_PORT", free_port())
+        settings.setdefault("INSTANCE_ID", f"{self.base_settings['TRANSMITTER_INSTANCE_ID']}-{name}")
+        t = self.transmitter(**settings)
+        t.log_path = os.path.join(self.workdir, f"transmitter-{name}.log")
+        return t
+
     def declare(self):
         """Creates the queue as the daemon would, so that events published before it starts are kept."""
         self.publish(0, declare=True)
@@ -362,6 +448,100 @@ class Case:
     def queue_counts(self, queue=None):
         return self.devenv.queue_counts(queue or self.queue)
 
+    @property
+    def dead_queue(self):
+        return self.queue + ".dead"
+
+    def queue_messages(self, queue=None, ack=False, body_max=65536):
+        """Every message of a queue (default: this test's dead-letter queue) with its headers, in
+        order, left in the queue unless ack; see amqp-get.c. Each a dict with exchange,
+        routing_key, redelivered, content_type, headers, body_len, body (bytes, at most body_max)."""
+        args = [amqp_get_bin(), "--url", self.devenv["RABBITMQ_URL"], "--queue", queue or self.dead_queue,
+                "--body-max", str(body_max)]
+        if ack:
+            args.append("--ack")
+        r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+        if r.returncode != 0:
+            raise TestFailure(f"amqp-get failed: {r.stderr.strip()}")
+        out = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        if not out or "count" not in out[-1]:
+            raise TestFailure(f"amqp-get gave no final count line: {r.stdout[-500:]}")
+        msgs = out[:-1]
+        for m in msgs:
+            m["body"] = m["body"].encode("latin-1")
+            try:
+                doc = json.loads(m["body"]) if m["body_len"] <= body_max else None
+                m["event_id"] = doc.get("id") if isinstance(doc, dict) else None
+            except ValueError:
+                m["event_id"] = None
+        return msgs
+
+    def dead_letters(self):
+        return self.queue_messages(self.dead_queue)
+
+    def account(self, published, expect_dead=(), name=None):
+        """The nothing-lost check: every published event id reached the receiver at least once or
+        lies in the dead-letter queue with an x-transmitter-reason. expect_dead: the ids that must
+        be dead-lettered (and not delivered). Prints and returns the figures (published,
+        delivered, dead-lettered, duplicated)."""
+        published = list(published)
+        counts = self.receiver.event_counts()
+        dead = self.dead_letters()
+        dead_ids = {}
+        for m in dead:
+            if m["event_id"] is not None:
+                dead_ids.setdefault(m["event_id"], []).append(m)
+        lost = [i for i in published if i not in counts and i not in dead_ids]
+        delivered = sum(1 for i in published if i in counts)
+        duplicated = sum(1 for i in published if counts.get(i, 0) > 1)
+        extra_copies = sum(counts.get(i, 0) - 1 for i in published if counts.get(i, 0) > 1)
+        dead_published = sum(1 for i in published if i in dead_ids)
+        figures = {"published": len(published), "delivered": delivered, "dead_lettered": dead_published,
+                   "dead_letter_queue": len(dead), "duplicated": duplicated, "extra_copies": extra_copies}
+        log(f"FIGURE {name or self.name}: published {len(published)}, delivered {delivered}, dead-lettered "
+            f"{dead_published} ({len(dead)} messages in {self.dead_queue}), duplicated {duplicated} "
+            f"({extra_copies} extra copies)")
+        if duplicated:
+            sample = sorted(i for i in published if counts.get(i, 0) > 1)[:10]
+            log(f"duplicates (first {len(sample)}): " + ", ".join(f"{i}x{counts[i]}" for i in sample))
+        check(not lost, f"nothing lost: every one of {len(published)} events is at the receiver or dead-lettered"
+              + (f" (lost {len(lost)}, e.g. {lost[:5]})" if lost else ""))
+        reasons = {}
+        for m in dead:
+            why = m["headers"].get("x-transmitter-reason") or ("x-death" if "x-death" in m["headers"] else None)
+            reasons[why] = reasons.get(why, 0) + 1
+        check(None not in reasons, f"every dead letter says why (x-transmitter-reason or x-death): {reasons}")
+        expect_dead = set(expect_dead)
+        if expect_dead:
+            check(expect_dead <= set(dead_ids), f"the {len(expect_dead)} expected events are dead-lettered")
+            check(not (expect_dead & set(counts)), "no dead-lettered event reached the receiver")
+        return figures
+
+    def rows(self, columns="id, status, item_count, http_status, retry_count, error_message"):
+        """Every row of transmitter.batches as a dict."""
+        names = [c.strip() for c in columns.split(",")]
+        r = subprocess.run(["psql", self.db_url, "-AtqX", "-F", "\x1f", "-R", "\x1e", "-c",
+                            f"SELECT {columns} FROM transmitter.batches ORDER BY created_at"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        if r.returncode != 0:
+            raise TestFailure(f"psql failed: {r.stderr.strip()}")
+        out = []
+        for rec in r.stdout.split("\x1e"):
+            if rec.strip("\n") == "":
+                continue
+            out.append(dict(zip(names, rec.strip("\n").split("\x1f"))))
+        return out
+
+    def publish_async(self, count, prefix="evt", rate=0, start=1, extra=()):
+        """Publishes in the background; returns (Popen, ids): wait for the Popen and check its status."""
+        args = [self.devenv["PUBLISH"], "--url", self.devenv["RABBITMQ_URL"], "--exchange", self.exchange,
+                "--count", str(count), "--id-prefix", prefix, "--start", str(start), "--quiet"]
+        if rate:
+            args += ["--rate", str(rate)]
+        args += list(extra)
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return proc, [f"{prefix}-{i:06d}" for i in range(start, start + count)]
+
     def wait_delivered(self, ids, timeout=120):
         """Waits until the receiver has every id at least once; returns the receiver's events()."""
         want = set(ids)
@@ -372,6 +552,11 @@ class Case:
 
         wait_for(done, timeout, f"{len(want)} events at the receiver", interval=0.5)
         return self.receiver.events()
+
+    def wait_for_count(self, n, timeout):
+        """Waits until the receiver has at least n distinct events."""
+        wait_for(lambda: self.receiver.counts()["unique_events"] >= n, timeout, f"{n} events at the receiver",
+                 interval=0.2)
 
     def wait_settled(self, timeout=60):
         """Waits until the queue has nothing ready and nothing unacked."""
@@ -411,9 +596,229 @@ def run(name, body, **case_kw):
             case.cleanup()
 
 
+def parse_metrics(text):
+    """Prometheus text format to {(name, frozenset of label items): float}."""
+    out = {}
+    rx = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+    lrx = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = rx.match(line)
+        if not m:
+            continue
+        labels = frozenset(lrx.findall(m.group(2) or ""))
+        try:
+            out[(m.group(1), labels)] = float(m.group(3))
+        except ValueError:
+            pass
+    return out
+
+
+AMQP_GET_SRC = os.path.join(SOURCE_ROOT, "tests", "integration", "amqp-get.c")
+
+
+def amqp_get_bin():
+    """The amqp-get helper: AMQP_GET_BIN, else BUILD_ROOT/tests/amqp-get (built by meson), else built
+    here into BUILD_ROOT/amqp-get with gcc (rabbitmq-c from pkg-config)."""
+    explicit = os.environ.get("AMQP_GET_BIN")
+    if explicit:
+        return explicit
+    src_mtime = os.path.getmtime(AMQP_GET_SRC)
+    for path in (os.path.join(BUILD_ROOT, "tests", "amqp-get"), os.path.join(BUILD_ROOT, "amqp-get")):
+        if os.access(path, os.X_OK) and os.path.getmtime(path) >= src_mtime:
+            return path
+    out = os.path.join(BUILD_ROOT, "amqp-get")
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "librabbitmq"], stdout=subprocess.PIPE,
+                           text=True, check=True).stdout.split()
+    tmp = f"{out}.{os.getpid()}.tmp"
+    r = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-o", tmp,
+                        AMQP_GET_SRC, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise TestFailure(f"building amqp-get failed:\n{r.stdout}")
+    os.replace(tmp, out)
+    return out
+
+
+class HealthProbe:
+    """Polls a URL (the daemon's /health) in a thread and records how long each answer took, to prove
+    the event loop never stalls while a peer is frozen or gone."""
+
+    def __init__(self, url, interval=0.2, timeout=5):
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self.samples = []  # (time, seconds, status)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            status = http_get(self.url, self.timeout)[0]
+            self.samples.append((time.time(), time.monotonic() - t0, status))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(self.timeout + 1)
+
+    def worst(self):
+        return max((s[1] for s in self.samples), default=0.0)
+
+    def failures(self, limit=1.0):
+        return [s for s in self.samples if s[2] != 200 or s[1] > limit]
+
+
+class Sampler:
+    """Calls fn() every interval seconds in a thread, keeping (time.time(), value) of each call; an
+    exception is kept as the value. with Sampler(fn) as s: ...; s.samples."""
+
+    def __init__(self, fn, interval=0.2):
+        self.fn = fn
+        self.interval = interval
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                v = self.fn()
+            except Exception as e:  # noqa: BLE001 - kept for the test to look at
+                v = e
+            self.samples.append((time.time(), v))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+
 def gunzip_json(data):
     return json.loads(gzip.decompress(data))
 
 
 def main(name, body, **case_kw):
     sys.exit(run(name, body, **case_kw))
+
+
+# ---- For the HTTP API tests (test_api*.py): raw HTTP, the Prometheus text format, promtool, descriptors.
+
+def api_connect(port, host="127.0.0.1", source=None, timeout=5):
+    """A TCP connection to the daemon's API, from the loopback address source (e.g. "127.0.0.7": the
+    whole of 127/8 is local, which lets a test be many clients for the per-IP limit)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if source:
+        s.bind((source, 0))
+    s.connect((host, port))
+    return s
+
+
+def api_read_all(s, timeout=5):
+    """Reads until the peer closes; returns (bytes, how): how is "closed", "reset" or "timeout"."""
+    s.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return data, "timeout"
+        except (ConnectionResetError, BrokenPipeError):
+            return data, "reset"
+        if not chunk:
+            return data, "closed"
+        data += chunk
+        if time.monotonic() > deadline:
+            return data, "timeout"
+
+
+def api_raw(port, data, host="127.0.0.1", source=None, timeout=5):
+    """Sends raw bytes on a fresh connection and reads until the server closes it; (bytes, how)."""
+    with api_connect(port, host, source, timeout) as s:
+        try:
+            s.sendall(data)
+        except (ConnectionResetError, BrokenPipeError):
+            return b"", "reset"
+        return api_read_all(s, timeout)
+
+
+def api_request(port, method="GET", path="/", headers=None, body=None, host="127.0.0.1", timeout=5, conn=None):
+    """One request with http.client: (status, {lower-case header: value}, body bytes, connection). Pass
+    the connection back in to send the next request on it (keep-alive)."""
+    import http.client
+    c = conn or http.client.HTTPConnection(host, port, timeout=timeout)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, data, c
+
+
+def api_parse_metrics(text):
+    """The Prometheus text format 0.0.4, strictly enough for the tests: (samples, families) with samples
+    {(name, frozenset of (label, value))}: float (label values unescaped) and families {name: (type,
+    help)}. Raises TestFailure on a line it cannot read."""
+    samples, families, helps = {}, {}, {}
+    rx = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+    lrx = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?')
+    unescape = {"\\\\": "\\", "\\\"": "\"", "\\n": "\n"}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        if line.startswith("# HELP "):
+            name, _, help_text = line[len("# HELP "):].partition(" ")
+            helps[name] = help_text
+            continue
+        if line.startswith("# TYPE "):
+            name, _, kind = line[len("# TYPE "):].partition(" ")
+            families[name] = (kind, helps.get(name))
+            continue
+        m = rx.match(line)
+        if not m:
+            raise TestFailure(f"not a sample line: {line!r}")
+        labels = []
+        rest = m.group(2) or ""
+        for lm in lrx.finditer(rest):
+            labels.append((lm.group(1), re.sub(r'\\[\\"n]', lambda e: unescape[e.group(0)], lm.group(2))))
+        if m.group(2) and "".join(lm.group(0) for lm in lrx.finditer(rest)) != rest:
+            raise TestFailure(f"bad labels: {line!r}")
+        samples[(m.group(1), frozenset(labels))] = float(m.group(3))
+    return samples, families
+
+
+def api_promtool(text):
+    """(exit status, output) of promtool check metrics on text, or None without promtool."""
+    import shutil
+    promtool = shutil.which("promtool")
+    if not promtool:
+        return None
+    r = subprocess.run([promtool, "check", "metrics"], input=text, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60)
+    return r.returncode, r.stdout
+
+
+def api_open_fds(pid):
+    """The process's open descriptors, counted as process_open_fds counts them."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def api_fd_targets(pid):
+    """{fd: what it points to} of a process, for a message when counts differ."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out
