@@ -13,6 +13,8 @@ packages=(
         rabbitmq-server postgresql openssl curl python3 procps util-linux gzip
         # checks: promtool, valgrind, a systemd user manager and journald
         prometheus valgrind systemd dbus
+        # packages: the .deb, the .rpm, the man pages
+        build-essential debhelper dpkg-dev fakeroot lintian rpm scdoc man-db
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is needed, builds the daemon twice (plain, and with
-# AddressSanitizer + UBSan), runs the unit and integration tests against both builds, then the
-# basic flow once more with the daemon under valgrind.
+# AddressSanitizer + UBSan), runs the unit and integration tests against both builds, the
+# basic flow once more with the daemon under valgrind, then builds, installs and checks the
+# .deb and the .rpm (packaging/tests/test-packages.sh).
 #
 # One throw-away broker and database server serve all of it; they are stopped at the end.
 set -euo pipefail
@@ -31,6 +32,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:ha
 echo "==== the flow under valgrind ===="
 TRANSMITTER_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no" \
         meson test -C build --suite integration --print-errorlogs flow || status=1
+
+echo "==== packages ===="
+packaging/tests/test-packages.sh || status=1
 
 [[ $status -eq 0 ]] && echo "==== all tests passed ====" || echo "==== SOME TESTS FAILED ===="
 exit $status
