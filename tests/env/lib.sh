@@ -167,6 +167,7 @@ write_env() {
                 for kv in "$@"; do
                         printf 'export %s=%s\n' "${kv%%=*}" "$(shell_quote "${kv#*=}")"
                 done
-        } >"$file.tmp"
-        mv -f -- "$file.tmp" "$file"
+        } >"$file.tmp.$$"
+        # Per-process temporary name: two "up" calls on one directory must not race on it.
+        mv -f -- "$file.tmp.$$" "$file"
 }
