@@ -13,7 +13,9 @@
 #include "version.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
-#define RECONNECT_BACKOFF_MAX (30 * USEC_PER_SEC)
+/* Capped low: while the broker is away nothing is consumed or acked, so a broker that is back
+ * should be used again within seconds; a failed attempt costs little. */
+#define RECONNECT_BACKOFF_MAX (10 * USEC_PER_SEC)
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
 #define FRAME_MAX 131072
@@ -610,7 +612,17 @@ static int dead_letter_publish(AmqpConsumer *c, AmqpDelivery *d, const DeadLette
         r = read_frames(c, true, error, size);
         if (r < 0)
                 return r;
-        *ret_ok = c->confirm == CONFIRM_ACK && !c->confirm_returned;
+        if (c->confirm_returned) {
+                /* No queue is bound to the dead-letter exchange (someone deleted <queue>.dead):
+                 * rejecting the original would send it there as well, where it would vanish.
+                 * A new connection declares the topology again, and the broker redelivers the
+                 * original, unacked, to be dead-lettered then. */
+                snprintf(error, size, "dead-letter exchange %s routed the message to no queue (was %s deleted?); "
+                         "reconnecting to declare it again",
+                         c->dead_letter_exchange, c->dead_queue);
+                return -ENOENT;
+        }
+        *ret_ok = c->confirm == CONFIRM_ACK;
         return 0;
 }
 
@@ -652,7 +664,10 @@ static int run_commands(AmqpConsumer *c, bool live, char *error, size_t size) {
                         bool ok = false;
                         if (current)
                                 r = dead_letter_publish(c, cmd->delivery, &cmd->reason, &ok, error, size);
-                        post_event(c, AMQP_EVENT_DEAD_LETTERED, cmd->epoch, cmd->delivery, ok && r >= 0, NULL);
+                        /* A message says the publish did not happen for the connection's sake (the
+                         * broker redelivers the original); none, that the broker refused it. */
+                        post_event(c, AMQP_EVENT_DEAD_LETTERED, cmd->epoch, cmd->delivery, ok && r >= 0,
+                                   !current ? "the connection to RabbitMQ is gone" : r < 0 ? error : NULL);
                         break;
                 }
                 case COMMAND_CANCEL:

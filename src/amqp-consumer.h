@@ -29,6 +29,7 @@ typedef struct AmqpDelivery {
         const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
         size_t event_id_len;
         int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
+        long dead_letter_status; /* and the HTTP status behind it, 0: none */
         amqp_envelope_t envelope;
 } AmqpDelivery;
 
@@ -39,7 +40,9 @@ typedef enum AmqpEventType {
         AMQP_EVENT_CONNECTED,     /* epoch */
         AMQP_EVENT_DISCONNECTED,  /* epoch (0: a connect attempt failed), message */
         AMQP_EVENT_DELIVERY,      /* delivery, owned by the handler from now on */
-        AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish */
+        AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish; else
+                                   * message set: not published, the connection ends (redelivered),
+                                   * message empty: the broker refused it (nack) */
         AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
         _AMQP_EVENT_TYPE_MAX,
 } AmqpEventType;
@@ -88,8 +91,9 @@ int amqp_consumer_settle(AmqpConsumer *c, uint64_t epoch, const AckCommand *comm
 
 /* Republishes the delivery to the dead-letter exchange with the reason headers, under
  * publisher confirms. The delivery comes back in an AMQP_EVENT_DEAD_LETTERED event; the
- * caller then acks it (ok) or rejects it (not ok). The caller must not touch the
- * delivery meanwhile. */
+ * caller then acks it (ok), rejects it (refused by the broker), or leaves it to the broker
+ * (not published because the connection ends: it is redelivered). The caller must not touch
+ * the delivery meanwhile. */
 int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetterReason *reason);
 
 /* Stops consuming (basic.cancel); deliveries already on the way may still arrive. */

@@ -32,6 +32,7 @@ void circuit_configure(Circuit *c, unsigned threshold, usec_t reset_timeout) {
 }
 
 static void circuit_set_state(Circuit *c, CircuitState s, usec_t now) {
+        c->period++;
         c->state = s;
         c->changed_at = now;
         c->probe_in_flight = false;
@@ -64,7 +65,7 @@ bool circuit_allow(Circuit *c, usec_t now) {
 
         case CIRCUIT_HALF_OPEN:
                 /* Normally the probe's result moves us on before another request asks; a probe
-                 * that ended without a result being recorded must not wedge the circuit. */
+                 * that ended without a result (circuit_abandon) must not wedge the circuit. */
                 if (c->probe_in_flight)
                         return false;
                 c->probe_in_flight = true;
@@ -75,7 +76,7 @@ bool circuit_allow(Circuit *c, usec_t now) {
         }
 }
 
-bool circuit_record_success(Circuit *c, usec_t now) {
+static bool record_success(Circuit *c, usec_t now) {
         switch (c->state) {
         case CIRCUIT_CLOSED:
                 c->failures = 0;
@@ -92,7 +93,7 @@ bool circuit_record_success(Circuit *c, usec_t now) {
         }
 }
 
-bool circuit_record_failure(Circuit *c, usec_t now) {
+static bool record_failure(Circuit *c, usec_t now) {
         switch (c->state) {
         case CIRCUIT_CLOSED:
                 if (c->failures < UINT_MAX)
@@ -109,4 +110,23 @@ bool circuit_record_failure(Circuit *c, usec_t now) {
         default:
                 return false;
         }
+}
+
+bool circuit_record(Circuit *c, uint64_t period, bool success, usec_t now) {
+        if (period != c->period)
+                return false;
+        return success ? record_success(c, now) : record_failure(c, now);
+}
+
+void circuit_abandon(Circuit *c, uint64_t period) {
+        if (c->state == CIRCUIT_HALF_OPEN && period == c->period)
+                c->probe_in_flight = false;
+}
+
+bool circuit_record_success(Circuit *c, usec_t now) {
+        return circuit_record(c, c->period, true, now);
+}
+
+bool circuit_record_failure(Circuit *c, usec_t now) {
+        return circuit_record(c, c->period, false, now);
 }

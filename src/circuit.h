@@ -20,6 +20,7 @@ typedef struct Circuit {
         usec_t changed_at;       /* time of the last transition (the clock the caller uses) */
         bool probe_in_flight;    /* half_open: the one probe request has been let out */
         uint64_t n_opened;       /* transitions into open, for metrics */
+        uint64_t period;         /* bumped at every transition: which state a request was let out in */
 } Circuit;
 
 void circuit_init(Circuit *c, unsigned threshold, usec_t reset_timeout, usec_t now);
@@ -31,10 +32,25 @@ void circuit_configure(Circuit *c, unsigned threshold, usec_t reset_timeout);
  * Returns true when the caller may send; the caller must then record the result. */
 bool circuit_allow(Circuit *c, usec_t now);
 
-/* Record a request's result. Each returns true when the state changed (the caller logs it).
- * In half_open a success closes, a failure opens again; in closed, threshold consecutive
- * failures open; a success resets the count. Results of requests let out before the
- * circuit opened (open state) do not change it. */
+/* The period a request let out now belongs to: read it right after circuit_allow() said yes,
+ * keep it with the request, and pass it back with the result. */
+static inline uint64_t circuit_period(const Circuit *c) {
+        return c->period;
+}
+
+/* Records the result of a request let out in period. Returns true when the state changed (the
+ * caller logs it). In half_open a success closes, a failure opens again; in closed, threshold
+ * consecutive failures open; a success resets the count. Only results of requests let out in
+ * the current period count: in half_open that is the probe alone, and an answer to a request
+ * let out before the last transition (before the circuit opened, say, or a slow one overtaken
+ * by the probe) says nothing about the destination now. */
+bool circuit_record(Circuit *c, uint64_t period, bool success, usec_t now);
+
+/* A request let out in period ended without a result (it could not be started, or was
+ * dropped): if it was the probe, another one may go. */
+void circuit_abandon(Circuit *c, uint64_t period);
+
+/* The result of a request let out in the current period. */
 bool circuit_record_success(Circuit *c, usec_t now);
 bool circuit_record_failure(Circuit *c, usec_t now);
 

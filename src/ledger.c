@@ -8,7 +8,10 @@
 #include "log.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
-#define RECONNECT_BACKOFF_MAX (30 * USEC_PER_SEC)
+/* Capped low: while the database is away no ack goes out and consumption stops at the prefetch
+ * window, so every second between its return and our reconnect is a second of standstill; a
+ * failed attempt costs little. */
+#define RECONNECT_BACKOFF_MAX (10 * USEC_PER_SEC)
 /* Records written in one pipeline round, i.e. one implicit transaction. */
 #define ROUND_MAX 512
 #define MIGRATION_FILE_MAX (4u * 1024 * 1024)
@@ -137,9 +140,25 @@ static void close_connection(Ledger *l) {
 }
 
 static void connection_lost(Ledger *l, const char *why) {
+        char message[512];
+        const char *m;
+
+        /* why is mostly PQerrorMessage(), which lives in the connection closed below. It may
+         * span lines ("...failed: Connection refused\n\tIs the server running..."): one log line. */
+        snprintf(message, sizeof message, "%s", why);
+        {
+                char *w = message;
+                for (const char *c = message; *c; c++) {
+                        bool space = *c == '\n' || *c == '\t' || *c == ' ';
+                        if (!space || (w > message && w[-1] != ' '))
+                                *w++ = space ? ' ' : *c;
+                }
+                *w = '\0';
+        }
+        m = strstrip(message);
         close_connection(l);
         l->reconnects += l->state == LEDGER_CONNECTED;
-        set_state(l, LEDGER_DISCONNECTED, why);
+        set_state(l, LEDGER_DISCONNECTED, m);
         arm_timer(l, l->backoff);
         l->backoff = MIN(l->backoff * 2, RECONNECT_BACKOFF_MAX);
 }

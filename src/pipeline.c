@@ -42,6 +42,7 @@ typedef struct Batch {
         Buffer payload;
         size_t raw_size;
         unsigned attempt;
+        uint64_t circuit_period; /* of the attempt on the wire: which circuit state let it out */
         BatchPhase phase;
         bool holds_slot;
         Settlement settlement;
@@ -81,6 +82,7 @@ struct Pipeline {
         sd_event_source *circuit_timer;
 
         bool database_ever_connected;
+        char last_database_error[256];
 
         bool stopping;
         sd_event_source *stop_timer;
@@ -136,6 +138,14 @@ static void settle_delivery(Pipeline *p, AmqpDelivery *d, SettleKind kind) {
         amqp_delivery_free(d);
 }
 
+static void count_dead_letter(Pipeline *p, const AmqpDelivery *d) {
+        long s = d->dead_letter_status;
+
+        p->stats.events_dead_lettered[d->dead_letter_kind]++;
+        if (d->dead_letter_kind == DEAD_LETTER_HTTP)
+                p->stats.events_dead_lettered_http[s > 0 && s < PIPELINE_HTTP_STATUS_MAX ? s : 0]++;
+}
+
 static void dead_letter(Pipeline *p, AmqpDelivery *d, DeadLetterKind kind, long http_status, const char *batch_id) {
         DeadLetterReason reason = { .http_status = http_status };
         int r;
@@ -152,11 +162,12 @@ static void dead_letter(Pipeline *p, AmqpDelivery *d, DeadLetterKind kind, long 
                 snprintf(reason.batch_id, sizeof reason.batch_id, "%s", batch_id);
 
         d->dead_letter_kind = kind;
+        d->dead_letter_status = http_status;
         r = amqp_consumer_dead_letter(p->amqp, d, &reason);
         if (r < 0) {
                 /* The queue's own dead-letter exchange still catches it. */
                 log_error_errno(r, "Failed to queue a dead-letter publish, rejecting the message instead: %s", STRERROR(r));
-                p->stats.events_dead_lettered[kind]++;
+                count_dead_letter(p, d);
                 settle_delivery(p, d, SETTLE_REJECT);
                 flush_acks(p);
                 return;
@@ -164,9 +175,15 @@ static void dead_letter(Pipeline *p, AmqpDelivery *d, DeadLetterKind kind, long 
         p->dead_letters_in_flight++;
 }
 
-static void on_dead_lettered(Pipeline *p, AmqpDelivery *d, bool ok) {
+static void on_dead_lettered(Pipeline *p, AmqpDelivery *d, bool ok, const char *not_published) {
         p->dead_letters_in_flight--;
-        if (d->epoch != p->epoch || p->epoch == 0) {
+        if (d->epoch != p->epoch || p->epoch == 0 || (!ok && !isempty(not_published))) {
+                /* Its connection is gone or going: the broker redelivers it, and it is
+                 * dead-lettered then. Neither acked nor rejected here. */
+                if (!ok && !isempty(not_published))
+                        log_warning("Dead-letter publish of delivery %" PRIu64 " did not happen (%s); the broker "
+                                    "redelivers the message",
+                                    d->tag, not_published);
                 amqp_delivery_free(d);
                 check_stopped(p);
                 return;
@@ -175,7 +192,7 @@ static void on_dead_lettered(Pipeline *p, AmqpDelivery *d, bool ok) {
                 log_warning("Dead-letter publish of delivery %" PRIu64 " was not confirmed; rejecting it to the "
                             "queue's dead-letter exchange",
                             d->tag);
-        p->stats.events_dead_lettered[d->dead_letter_kind]++;
+        count_dead_letter(p, d);
         settle_delivery(p, d, ok ? SETTLE_ACK : SETTLE_REJECT);
         flush_acks(p);
         check_stopped(p);
@@ -395,6 +412,7 @@ static void circuit_transition(Pipeline *p, CircuitState old) {
         if (s == old)
                 return;
         p->circuit_changed_realtime = now(CLOCK_REALTIME);
+        p->stats.circuit_transitions[s]++;
         snprintf(field, sizeof field, "CIRCUIT_STATE=%s", circuit_state_to_string(s));
 
         switch (s) {
@@ -472,10 +490,7 @@ static void on_response(Sender *s, const SenderResult *res, void *userdata) {
         if (p->observer.request_done)
                 p->observer.request_done(p->observer.userdata, res->http_status, res->duration);
 
-        if (outcome == OUTCOME_SENT)
-                (void) circuit_record_success(&p->circuit, t);
-        else
-                (void) circuit_record_failure(&p->circuit, t);
+        (void) circuit_record(&p->circuit, b->circuit_period, outcome == OUTCOME_SENT, t);
         circuit_transition(p, old);
 
         if (outcome == OUTCOME_SENT) {
@@ -487,6 +502,13 @@ static void on_response(Sender *s, const SenderResult *res, void *userdata) {
                            LOG_FIELD("PAYLOAD_BYTES=%zu", b->payload.size), LOG_FIELD("HTTP_STATUS=%ld", res->http_status),
                            LOG_FIELD("ATTEMPT=%u", b->attempt),
                            LOG_FIELD("DURATION_MS=%" PRIu64, res->duration / USEC_PER_MSEC), NULL);
+                if (b->epoch != p->epoch)
+                        /* Its deliveries cannot be acked on another channel: the broker has them back. */
+                        log_struct(LOG_NOTICE,
+                                   LOG_MESSAGE("Batch %s was sent after its connection to RabbitMQ was lost; the "
+                                               "broker redelivers its %zu events (duplicates)",
+                                               b->id, b->n),
+                                   LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
                 batch_finish(p, b, BATCH_SENT, res->http_status, NULL,
                              b->epoch == p->epoch ? SETTLEMENT_ACK : SETTLEMENT_NONE);
                 dispatch(p);
@@ -561,6 +583,8 @@ static bool batch_start(Pipeline *p, Batch *b) {
         r = sender_post(p->sender, b->id, b->payload.data, b->payload.size, on_response, b);
         if (r < 0) {
                 log_error_errno(r, "Failed to start the request for batch %s: %s", b->id, STRERROR(r));
+                /* No answer will come: if it was the probe, the next batch may be one. */
+                circuit_abandon(&p->circuit, b->circuit_period);
                 batch_finish(p, b, BATCH_FAILED, 0, "request could not be started",
                              b->epoch == p->epoch ? SETTLEMENT_REQUEUE : SETTLEMENT_NONE);
                 return false;
@@ -610,6 +634,7 @@ static void dispatch(Pipeline *p) {
                                 arm_circuit_timer(p);
                                 return;
                         }
+                        b->circuit_period = circuit_period(&p->circuit);
                         if (want == PHASE_WAITING) {
                                 b->holds_slot = true;
                                 p->slots_used++;
@@ -757,7 +782,7 @@ static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
                 break;
 
         case AMQP_EVENT_DEAD_LETTERED:
-                on_dead_lettered(p, ev->delivery, ev->ok);
+                on_dead_lettered(p, ev->delivery, ev->ok, ev->message);
                 break;
 
         case AMQP_EVENT_CONNECTED:
@@ -812,12 +837,17 @@ static void on_ledger_state(Ledger *l, bool connected, const char *message, void
                 else
                         log_info("Connected to PostgreSQL");
                 p->database_ever_connected = true;
-        } else if (message) {
+                p->last_database_error[0] = '\0';
+        } else if (message && streq(message, p->last_database_error))
+                /* Each distinct reason once, not every attempt of a long outage. */
+                log_debug("PostgreSQL still unavailable: %s", message);
+        else if (message) {
                 if (p->database_ever_connected && ledger_reconnects(l) > 0 && !p->stopping)
                         log_struct(LOG_WARNING, LOG_MESSAGE("PostgreSQL unavailable: %s", message),
                                    LOG_MESSAGE_ID(MESSAGE_ID_DATABASE_LOST), NULL);
                 else
                         log_warning("Cannot connect to PostgreSQL (retrying in the background): %s", message);
+                snprintf(p->last_database_error, sizeof p->last_database_error, "%s", message);
         }
         notify_observer(p);
 }
@@ -871,6 +901,9 @@ void pipeline_stop(Pipeline *p, usec_t timeout, void (*done)(Pipeline *p, bool c
                                      b->epoch == p->epoch ? SETTLEMENT_REQUEUE : SETTLEMENT_NONE);
         }
         flush_open_batch(p);
+        /* Even without an open batch: batches waiting for an open circuit go back now, not
+         * at the shutdown timeout. */
+        dispatch(p);
 
         r = sd_event_add_time_relative(p->event, &p->stop_timer, CLOCK_MONOTONIC, timeout, 0, on_stop_timer, p);
         if (r < 0)

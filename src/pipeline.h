@@ -24,11 +24,16 @@ typedef enum DeadLetterKind {
 
 const char *dead_letter_kind_to_string(DeadLetterKind k);
 
+/* Dead-lettered after a permanent answer, by HTTP status: [s] for 0 < s < PIPELINE_HTTP_STATUS_MAX,
+ * [0] for anything else. Their sum is events_dead_lettered[DEAD_LETTER_HTTP]. */
+#define PIPELINE_HTTP_STATUS_MAX 600
+
 /* Counters since start, for /api/v1/stats, /metrics and STATUS=. */
 typedef struct PipelineStats {
         uint64_t events_received;
         uint64_t events_sent;
         uint64_t events_dead_lettered[_DEAD_LETTER_KIND_MAX];
+        uint64_t events_dead_lettered_http[PIPELINE_HTTP_STATUS_MAX];
         uint64_t events_requeued;
         uint64_t batches_sent;
         uint64_t batches_failed;   /* rows that ended 'failed' */
@@ -43,6 +48,7 @@ typedef struct PipelineStats {
         char last_error[256];
         uint64_t broker_reconnects;
         uint64_t circuit_opened;
+        uint64_t circuit_transitions[_CIRCUIT_STATE_MAX]; /* transitions into each state */
 } PipelineStats;
 
 /* Hooks for what watches the pipeline (metrics, STATUS=); any may be NULL. */

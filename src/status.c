@@ -46,13 +46,10 @@ bool status_is_ready(const StatusSnapshot *s) {
 
 void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata) {
         for (DeadLetterKind k = 0; k < _DEAD_LETTER_KIND_MAX; k++) {
-#ifdef PIPELINE_HTTP_STATUS_MAX
                 if (k == DEAD_LETTER_HTTP)
-                        continue;
-#endif
+                        continue; /* counted per status below */
                 callback(dead_letter_kind_to_string(k), st->events_dead_lettered[k], userdata);
         }
-#ifdef PIPELINE_HTTP_STATUS_MAX
         /* Only the statuses seen: a label per possible status would be hundreds of series at 0. */
         for (long code = 0; code < PIPELINE_HTTP_STATUS_MAX; code++) {
                 char reason[STATUS_REASON_MAX];
@@ -65,7 +62,6 @@ void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCall
                         snprintf(reason, sizeof reason, "http_%ld", code);
                 callback(reason, st->events_dead_lettered_http[code], userdata);
         }
-#endif
 }
 
 int status_health_json(Buffer *out) {
@@ -211,6 +207,12 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         json_object_object_add(circuit, "state", json_object_new_string(circuit_state_to_string(s->circuit)));
         json_object_object_add(circuit, "since", time_or_null(s->circuit_changed_at));
         json_object_object_add(circuit, "opened_total", u64(st->circuit_opened));
+        {
+                json_object *transitions = json_object_new_object();
+                for (CircuitState c = 0; c < _CIRCUIT_STATE_MAX; c++)
+                        json_object_object_add(transitions, circuit_state_to_string(c), u64(st->circuit_transitions[c]));
+                json_object_object_add(circuit, "transitions", transitions);
+        }
         json_object_object_add(o, "circuit_breaker", circuit);
 
         json_object_object_add(o, "last_success_at", time_or_null(st->last_success_at));

@@ -9,7 +9,7 @@
 struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
-                *reconnects, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
+                *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
                 *batch_events, *batch_bytes;
 };
 
@@ -93,6 +93,9 @@ int telemetry_new(Telemetry **ret) {
                                      &t->payload_bytes)) < 0 ||
             (r = metrics_counter_new(reg, "transmitter_reconnects_total", "Reconnections, by peer.", "peer",
                                      &t->reconnects)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_circuit_transitions_total",
+                                     "Circuit breaker transitions, by the state entered.", "state",
+                                     &t->circuit_transitions)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_circuit_state",
                                    "Circuit breaker state: 0 closed, 1 open, 2 half_open.", NULL, &t->circuit_state)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_in_flight_batches",
@@ -131,6 +134,9 @@ int telemetry_new(Telemetry **ret) {
             (r = metric_declare(t->reconnects, "postgresql")) < 0 || (r = metric_declare(t->up, "rabbitmq")) < 0 ||
             (r = metric_declare(t->up, "postgresql")) < 0)
                 return r;
+        for (CircuitState c = 0; c < _CIRCUIT_STATE_MAX; c++)
+                if ((r = metric_declare(t->circuit_transitions, circuit_state_to_string(c))) < 0)
+                        return r;
 
         r = process_stats_register(reg);
         if (r < 0)
@@ -173,6 +179,8 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         set_counter(t->payload_bytes, "compressed", st->bytes_compressed);
         set_counter(t->reconnects, "rabbitmq", st->broker_reconnects);
         set_counter(t->reconnects, "postgresql", snap->database_reconnects);
+        for (CircuitState c = 0; c < _CIRCUIT_STATE_MAX; c++)
+                set_counter(t->circuit_transitions, circuit_state_to_string(c), st->circuit_transitions[c]);
 
         set(t->circuit_state, NULL, (double) snap->circuit);
         set(t->in_flight, NULL, snap->in_flight);

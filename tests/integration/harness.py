@@ -532,16 +532,6 @@ class Case:
             out.append(dict(zip(names, rec.strip("\n").split("\x1f"))))
         return out
 
-    def publish_async(self, count, prefix="evt", rate=0, start=1, extra=()):
-        """Publishes in the background; returns (Popen, ids): wait for the Popen and check its status."""
-        args = [self.devenv["PUBLISH"], "--url", self.devenv["RABBITMQ_URL"], "--exchange", self.exchange,
-                "--count", str(count), "--id-prefix", prefix, "--start", str(start), "--quiet"]
-        if rate:
-            args += ["--rate", str(rate)]
-        args += list(extra)
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return proc, [f"{prefix}-{i:06d}" for i in range(start, start + count)]
-
     def wait_delivered(self, ids, timeout=120):
         """Waits until the receiver has every id at least once; returns the receiver's events()."""
         want = set(ids)

@@ -318,3 +318,101 @@ Test(circuit, long_run) {
         }
         cr_assert_eq(c.n_opened, 100);
 }
+
+Test(circuit, period_changes_at_every_transition) {
+        Circuit c;
+        uint64_t p0;
+
+        circuit_init(&c, 1, S(60), clock_now);
+        p0 = circuit_period(&c);
+        cr_assert(circuit_allow(&c, clock_now));
+        cr_assert_eq(circuit_period(&c), p0, "letting a request out is no transition");
+        cr_assert(circuit_record_failure(&c, clock_now));
+        cr_assert_neq(circuit_period(&c), p0);
+        p0 = circuit_period(&c);
+        tick(S(60));
+        cr_assert(circuit_allow(&c, clock_now));
+        cr_assert_neq(circuit_period(&c), p0, "open -> half_open inside circuit_allow");
+}
+
+Test(circuit, results_of_an_earlier_period_do_not_count) {
+        Circuit c;
+        uint64_t before, probe;
+
+        /* A and B leave while closed; A's failure opens the circuit (threshold 1). */
+        circuit_init(&c, 1, S(60), clock_now);
+        cr_assert(circuit_allow(&c, clock_now));
+        cr_assert(circuit_allow(&c, clock_now));
+        before = circuit_period(&c);
+        cr_assert(circuit_record(&c, before, false, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_OPEN);
+
+        /* The probe leaves; B, slower than the reset timeout, answers while it is out. */
+        tick(S(60));
+        cr_assert(circuit_allow(&c, clock_now));
+        probe = circuit_period(&c);
+        cr_assert_eq(c.state, CIRCUIT_HALF_OPEN);
+        cr_assert_not(circuit_record(&c, before, false, clock_now), "B's failure is not the probe's");
+        cr_assert_eq(c.state, CIRCUIT_HALF_OPEN);
+        cr_assert_not(circuit_record(&c, before, true, clock_now), "nor is B's success");
+        cr_assert_eq(c.state, CIRCUIT_HALF_OPEN);
+        cr_assert_not(circuit_allow(&c, clock_now), "still one probe only");
+
+        /* The probe's own answer decides. */
+        cr_assert(circuit_record(&c, probe, true, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_CLOSED);
+
+        /* Closed again: a straggler from before the opening changes nothing either. */
+        cr_assert_not(circuit_record(&c, before, false, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_CLOSED);
+        cr_assert_eq(c.failures, 0);
+        cr_assert(circuit_record(&c, circuit_period(&c), false, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_OPEN);
+}
+
+Test(circuit, probe_failure_of_its_own_period_opens_again) {
+        Circuit c;
+        uint64_t probe;
+        usec_t reopened;
+
+        open_circuit(&c);
+        tick(S(60));
+        cr_assert(circuit_allow(&c, clock_now));
+        probe = circuit_period(&c);
+        tick(S(2));
+        reopened = clock_now;
+        cr_assert(circuit_record(&c, probe, false, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_OPEN);
+        cr_assert_eq(circuit_next_probe(&c), reopened + S(60));
+        cr_assert_not(circuit_record(&c, probe, true, clock_now), "a second result of that probe is stale");
+        cr_assert_eq(c.state, CIRCUIT_OPEN);
+}
+
+Test(circuit, abandoned_probe_frees_the_slot) {
+        Circuit c;
+        uint64_t probe, other;
+
+        open_circuit(&c);
+        tick(S(60));
+        cr_assert(circuit_allow(&c, clock_now));
+        probe = circuit_period(&c);
+        cr_assert_not(circuit_allow(&c, clock_now));
+
+        /* Abandoning a request of another period does not let a second probe out. */
+        circuit_abandon(&c, probe - 1);
+        cr_assert_not(circuit_allow(&c, clock_now));
+
+        circuit_abandon(&c, probe);
+        cr_assert_eq(c.state, CIRCUIT_HALF_OPEN);
+        cr_assert(circuit_allow(&c, clock_now), "the next request is the probe");
+        other = circuit_period(&c);
+        cr_assert_eq(other, probe);
+        cr_assert_not(circuit_allow(&c, clock_now));
+        cr_assert(circuit_record(&c, other, true, clock_now));
+        cr_assert_eq(c.state, CIRCUIT_CLOSED);
+
+        /* In closed, abandoning changes nothing. */
+        circuit_abandon(&c, circuit_period(&c));
+        cr_assert_eq(c.state, CIRCUIT_CLOSED);
+        cr_assert(circuit_allow(&c, clock_now));
+}
