@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README): installs what is needed, builds the daemon twice (plain, and with
-# AddressSanitizer + UBSan), runs the unit and integration tests against both builds, the
-# basic flow once more with the daemon under valgrind, then builds, installs and checks the
-# .deb and the .rpm (packaging/tests/test-packages.sh).
+# AddressSanitizer + UBSan), runs every unit and integration test against the sanitized build
+# and the unit tests and a smoke run against the plain one, the basic flow once more with the
+# daemon under valgrind, then builds, installs and checks the .deb and the .rpm
+# (packaging/tests/test-packages.sh).
 #
 # One throw-away broker and database server serve all of it; they are stopped at the end.
 set -euo pipefail
@@ -24,11 +25,15 @@ export TRANSMITTER_TEST_DEVENV=$devenv
 bash tests/env/devenv.sh up "$devenv"
 
 status=0
-echo "==== tests: plain build ===="
-meson test -C build --print-errorlogs || status=1
+# Every test against the sanitized build (memory errors in any fault path fail the run); the
+# plain build, the one that ships, gets the unit tests, the flow and the activation under
+# systemd here, the flow under valgrind, and its packaged twin's end-to-end run below.
 echo "==== tests: AddressSanitizer + UBSan build ===="
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-        meson test -C build-asan --print-errorlogs || status=1
+        meson test -C build-asan --print-errorlogs --num-processes 2 || status=1
+echo "==== tests: plain build ===="
+meson test -C build --print-errorlogs --suite unit || status=1
+meson test -C build --print-errorlogs flow systemd_activation || status=1
 echo "==== the flow under valgrind ===="
 TRANSMITTER_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --track-fds=no" \
         meson test -C build --suite integration --print-errorlogs flow || status=1

@@ -638,9 +638,16 @@ int main(int argc, char **argv) {
                 uint64_t index = o.start + i;
                 unsigned kind = (unsigned) (index % 3);
                 if (o.rate > 0) {
-                        double due = t0 + (double) i / o.rate;
-                        for (double now = now_s(); now < due; now = now_s())
-                                pump(conn, &cf, due - now);
+                        double due = t0 + (double) i / o.rate, wait = due - now_s();
+                        /* Sleep, then take what confirms came: waiting in pump() spins, because
+                         * rabbitmq-c's poll() rounds sub-millisecond timeouts down to 0. */
+                        if (wait > 0) {
+                                struct timespec ts = {.tv_sec = (time_t) wait,
+                                                      .tv_nsec = (long) ((wait - (double) (time_t) wait) * 1e9)};
+                                nanosleep(&ts, NULL);
+                        }
+                        while (pump(conn, &cf, 0))
+                                ;
                 }
                 while (outstanding(&cf) >= o.window)
                         pump(conn, &cf, -1);
