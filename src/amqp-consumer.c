@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,13 +76,33 @@ struct AmqpConsumer {
         amqp_bytes_t consumer_tag;
         ConfirmState confirm;  /* of the one dead-letter publish waiting for it */
         bool confirm_returned;
+        bool returned_expect_header;
+        uint64_t returned_remaining;
+
+        /* The message being read: basic.deliver seen, its content frames arriving. */
+        bool reading_method;
+        uint64_t reading_tag;
+        bool reading_redelivered;
+        amqp_bytes_t reading_routing_key;
+        char reading_routing_key_buffer[255];
+        AmqpDelivery *reading;
+        size_t reading_received;
 };
 
 AmqpDelivery *amqp_delivery_free(AmqpDelivery *d) {
         if (!d)
                 return NULL;
-        amqp_destroy_envelope(&d->envelope);
+        if (d->has_headers_pool)
+                empty_amqp_pool(&d->headers_pool);
         return mfree(d);
+}
+
+/* Events of a delivery are part of it; the others are allocated on their own. */
+static void event_free(AmqpEvent *ev) {
+        if (!ev || ev->type == AMQP_EVENT_DELIVERY)
+                return;
+        free(ev->message);
+        free(ev);
 }
 
 static void eventfd_signal(int fd) {
@@ -119,7 +140,7 @@ static void post_event(AmqpConsumer *c, AmqpEventType type, uint64_t epoch, Amqp
         }
         *ev = (AmqpEvent) { .type = type, .epoch = epoch, .delivery = d, .ok = ok };
         if (message)
-                snprintf(ev->message, sizeof ev->message, "%s", message);
+                ev->message = strdup(message); /* NULL when out of memory: the loop logs "" then */
         post_events(c, ev, ev);
 }
 
@@ -286,6 +307,8 @@ static int declare_topology(AmqpConsumer *c, char *error, size_t size) {
         return 0;
 }
 
+static void reading_reset(AmqpConsumer *c);
+
 static void session_close(AmqpConsumer *c) {
         if (!c->conn)
                 return;
@@ -295,6 +318,7 @@ static void session_close(AmqpConsumer *c) {
                 (void) amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
         (void) amqp_destroy_connection(c->conn);
         c->conn = NULL;
+        reading_reset(c);
         amqp_bytes_free(c->consumer_tag);
         c->consumer_tag = amqp_empty_bytes;
         c->consuming = false;
@@ -434,57 +458,169 @@ static void inbox_add(Inbox *in, AmqpEvent *ev) {
         in->last = ev;
 }
 
-/* A basic.deliver frame arrived: read its header and body (rabbitmq-c may block here until
- * the whole body is in: one reason this runs on a thread). As amqp_consume_message does. */
-static int read_delivery(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox, char *error, size_t size) {
-        const amqp_basic_deliver_t *m = frame->payload.method.decoded;
-        AmqpDelivery *d = calloc(1, sizeof *d);
-        AmqpEvent *ev = calloc(1, sizeof *ev);
-        amqp_rpc_reply_t reply;
+static size_t bytes_size(const amqp_basic_properties_t *p, amqp_flags_t flag, amqp_bytes_t b) {
+        return (p->_flags & flag) ? b.len : 0;
+}
 
-        if (!d || !ev) {
-                free(d);
-                free(ev);
-                snprintf(error, size, "out of memory");
+static void bytes_copy(amqp_bytes_t *b, uint8_t **cursor) {
+        memcpy(*cursor, b->bytes, b->len);
+        b->bytes = *cursor;
+        *cursor += b->len;
+}
+
+/* The header frame of the message being read: one allocation for the delivery, its body and
+ * what a dead-letter publish needs again (the routing key, the properties). The decoded
+ * frame lives in rabbitmq-c's frame pool until the next read, so everything is copied now. */
+static int delivery_begin(AmqpConsumer *c, const amqp_frame_t *frame, char *error, size_t size) {
+        const amqp_basic_properties_t *p = frame->payload.properties.decoded;
+        uint64_t body_size = frame->payload.properties.body_size;
+        size_t extra = c->reading_routing_key.len + bytes_size(p, AMQP_BASIC_CONTENT_TYPE_FLAG, p->content_type) +
+                       bytes_size(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, p->content_encoding) +
+                       bytes_size(p, AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id) +
+                       bytes_size(p, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to) +
+                       bytes_size(p, AMQP_BASIC_EXPIRATION_FLAG, p->expiration) +
+                       bytes_size(p, AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id) +
+                       bytes_size(p, AMQP_BASIC_TYPE_FLAG, p->type) +
+                       bytes_size(p, AMQP_BASIC_USER_ID_FLAG, p->user_id) +
+                       bytes_size(p, AMQP_BASIC_APP_ID_FLAG, p->app_id) +
+                       bytes_size(p, AMQP_BASIC_CLUSTER_ID_FLAG, p->cluster_id);
+        AmqpDelivery *d;
+        uint8_t *cursor;
+
+        if (body_size > SIZE_MAX - sizeof *d - extra) {
+                snprintf(error, size, "message of %" PRIu64 " bytes", body_size);
+                return -EFBIG;
+        }
+        d = malloc(sizeof *d + (size_t) body_size + extra);
+        if (!d) {
+                snprintf(error, size, "out of memory for a message of %" PRIu64 " bytes", body_size);
                 return -ENOMEM;
         }
-        d->envelope.channel = frame->channel;
-        d->envelope.delivery_tag = m->delivery_tag;
-        d->envelope.redelivered = m->redelivered;
-        /* Copied before the next read: the method lives in the connection's frame pool. */
-        d->envelope.consumer_tag = amqp_bytes_malloc_dup(m->consumer_tag);
-        d->envelope.exchange = amqp_bytes_malloc_dup(m->exchange);
-        d->envelope.routing_key = amqp_bytes_malloc_dup(m->routing_key);
+        *d = (AmqpDelivery) {
+                .epoch = c->epoch,
+                .tag = c->reading_tag,
+                .redelivered = c->reading_redelivered,
+                .body = d->data,
+                .body_size = (size_t) body_size,
+                .routing_key = c->reading_routing_key,
+                .properties = *p,
+        };
+        d->event = (AmqpEvent) { .type = AMQP_EVENT_DELIVERY, .epoch = c->epoch, .delivery = d };
 
-        reply = amqp_read_message(c->conn, frame->channel, &d->envelope.message, 0);
-        if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                amqp_bytes_free(d->envelope.consumer_tag);
-                amqp_bytes_free(d->envelope.exchange);
-                amqp_bytes_free(d->envelope.routing_key);
-                free(d);
-                free(ev);
-                format_reply(reply, "reading a message", error, size);
-                return -EIO;
-        }
+        cursor = d->data + body_size;
+        bytes_copy(&d->routing_key, &cursor);
+#define COPY_PROPERTY(flag, field)                                        \
+        do {                                                              \
+                if (d->properties._flags & (flag))                        \
+                        bytes_copy(&d->properties.field, &cursor);        \
+        } while (0)
+        COPY_PROPERTY(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type);
+        COPY_PROPERTY(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding);
+        COPY_PROPERTY(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id);
+        COPY_PROPERTY(AMQP_BASIC_REPLY_TO_FLAG, reply_to);
+        COPY_PROPERTY(AMQP_BASIC_EXPIRATION_FLAG, expiration);
+        COPY_PROPERTY(AMQP_BASIC_MESSAGE_ID_FLAG, message_id);
+        COPY_PROPERTY(AMQP_BASIC_TYPE_FLAG, type);
+        COPY_PROPERTY(AMQP_BASIC_USER_ID_FLAG, user_id);
+        COPY_PROPERTY(AMQP_BASIC_APP_ID_FLAG, app_id);
+        COPY_PROPERTY(AMQP_BASIC_CLUSTER_ID_FLAG, cluster_id);
+#undef COPY_PROPERTY
 
-        d->epoch = c->epoch;
-        d->tag = m->delivery_tag;
-        d->redelivered = m->redelivered;
+        if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) && p->headers.num_entries > 0) {
+                init_amqp_pool(&d->headers_pool, 512);
+                d->has_headers_pool = true;
+                if (amqp_table_clone(&p->headers, &d->properties.headers, &d->headers_pool) != AMQP_STATUS_OK) {
+                        amqp_delivery_free(d);
+                        snprintf(error, size, "out of memory copying message headers");
+                        return -ENOMEM;
+                }
+        } else
+                d->properties.headers = amqp_empty_table;
+
+        c->reading = d;
+        c->reading_received = 0;
+        return 0;
+}
+
+static void delivery_complete(AmqpConsumer *c, Inbox *inbox) {
+        AmqpDelivery *d = TAKE_PTR(c->reading);
+
         d->received_at = now(CLOCK_MONOTONIC);
-        d->body = d->envelope.message.body.bytes;
-        d->body_size = d->envelope.message.body.len;
-        *ev = (AmqpEvent) { .type = AMQP_EVENT_DELIVERY, .epoch = c->epoch, .delivery = d };
-        inbox_add(inbox, ev);
+        c->reading_method = false;
+        inbox_add(inbox, &d->event);
+}
+
+static void reading_reset(AmqpConsumer *c) {
+        c->reading = amqp_delivery_free(c->reading);
+        c->reading_method = false;
+        c->returned_remaining = 0;
+        c->returned_expect_header = false;
+}
+
+/* Content frames: the header and body frames that follow basic.deliver on the consume channel
+ * (the delivery being read) or basic.return on the publish channel (skipped). AMQP sends a
+ * message's frames in order on its channel; other channels' frames may come in between. */
+static int handle_content(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox, char *error, size_t size) {
+        bool header = frame->frame_type == AMQP_FRAME_HEADER;
+        int r;
+
+        if (frame->channel == PUBLISH_CHANNEL) {
+                if (header && c->returned_expect_header) {
+                        c->returned_expect_header = false;
+                        c->returned_remaining = frame->payload.properties.body_size;
+                } else if (!header)
+                        c->returned_remaining -= MIN(c->returned_remaining, (uint64_t) frame->payload.body_fragment.len);
+                return 0;
+        }
+        if (frame->channel != CONSUME_CHANNEL)
+                return 0;
+
+        if (header) {
+                if (!c->reading_method || c->reading) {
+                        snprintf(error, size, "content header without basic.deliver");
+                        return -EPROTO;
+                }
+                r = delivery_begin(c, frame, error, size);
+                if (r < 0)
+                        return r;
+        } else {
+                const amqp_bytes_t *f = &frame->payload.body_fragment;
+
+                if (!c->reading || f->len > c->reading->body_size - c->reading_received) {
+                        snprintf(error, size, "unexpected content body frame");
+                        return -EPROTO;
+                }
+                memcpy(c->reading->data + c->reading_received, f->bytes, f->len);
+                c->reading_received += f->len;
+        }
+        if (c->reading_received == c->reading->body_size)
+                delivery_complete(c, inbox);
         return 0;
 }
 
 static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox, char *error, size_t size) {
+        if (frame->frame_type == AMQP_FRAME_HEADER || frame->frame_type == AMQP_FRAME_BODY)
+                return handle_content(c, frame, inbox, error, size);
         if (frame->frame_type != AMQP_FRAME_METHOD)
                 return 0;
 
         switch (frame->payload.method.id) {
-        case AMQP_BASIC_DELIVER_METHOD:
-                return read_delivery(c, frame, inbox, error, size);
+        case AMQP_BASIC_DELIVER_METHOD: {
+                const amqp_basic_deliver_t *m = frame->payload.method.decoded;
+
+                if (frame->channel != CONSUME_CHANNEL || c->reading_method) {
+                        snprintf(error, size, "unexpected basic.deliver");
+                        return -EPROTO;
+                }
+                /* The routing key goes into the delivery at its header frame; keep it until then. */
+                memcpy(c->reading_routing_key_buffer, m->routing_key.bytes, MIN(m->routing_key.len, (size_t) 255));
+                c->reading_routing_key = (amqp_bytes_t) { .len = MIN(m->routing_key.len, (size_t) 255),
+                                                          .bytes = c->reading_routing_key_buffer };
+                c->reading_tag = m->delivery_tag;
+                c->reading_redelivered = m->redelivered;
+                c->reading_method = true;
+                return 0;
+        }
         case AMQP_BASIC_ACK_METHOD:
                 if (frame->channel == PUBLISH_CHANNEL)
                         c->confirm = CONFIRM_ACK;
@@ -493,18 +629,12 @@ static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox
                 if (frame->channel == PUBLISH_CHANNEL)
                         c->confirm = CONFIRM_NACK;
                 return 0;
-        case AMQP_BASIC_RETURN_METHOD: {
-                /* Unroutable (no queue bound to the dead-letter exchange): confirmed all the same. */
-                amqp_message_t message;
-                amqp_rpc_reply_t reply = amqp_read_message(c->conn, frame->channel, &message, 0);
-                if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                        format_reply(reply, "reading a returned message", error, size);
-                        return -EIO;
-                }
-                amqp_destroy_message(&message);
+        case AMQP_BASIC_RETURN_METHOD:
+                /* Unroutable (no queue bound to the dead-letter exchange): confirmed all the same.
+                 * The returned message's content frames follow; handle_content() skips them. */
                 c->confirm_returned = true;
+                c->returned_expect_header = true;
                 return 0;
-        }
         case AMQP_BASIC_CANCEL_METHOD:
                 snprintf(error, size, "consumer cancelled by the broker (queue deleted?)");
                 return -ECANCELED;
@@ -567,7 +697,7 @@ static int read_frames(AmqpConsumer *c, bool until_confirm, char *error, size_t 
 
 static int dead_letter_publish(AmqpConsumer *c, AmqpDelivery *d, const DeadLetterReason *reason, bool *ret_ok,
                                char *error, size_t size) {
-        amqp_basic_properties_t props = d->envelope.message.properties;
+        amqp_basic_properties_t props = d->properties;
         const amqp_table_t *orig = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? &props.headers : NULL;
         size_t n_orig = orig ? (size_t) orig->num_entries : 0, n = 0;
         _cleanup_free_ amqp_table_entry_t *entries = NULL;
@@ -604,7 +734,8 @@ static int dead_letter_publish(AmqpConsumer *c, AmqpDelivery *d, const DeadLette
         c->confirm = CONFIRM_NONE;
         c->confirm_returned = false;
         status = amqp_basic_publish(c->conn, PUBLISH_CHANNEL, amqp_cstring_bytes(c->dead_letter_exchange),
-                                    d->envelope.routing_key, 1, 0, &props, d->envelope.message.body);
+                                    d->routing_key, 1, 0, &props,
+                                    (amqp_bytes_t) { .len = d->body_size, .bytes = (void *) d->body });
         if (status != AMQP_STATUS_OK) {
                 snprintf(error, size, "dead-letter publish: %s", amqp_error_string2(status));
                 return -EIO;
@@ -784,9 +915,13 @@ static int on_events(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
         while (ev) {
                 AmqpEvent *next = ev->next;
+                AmqpEventType type = ev->type;
+
                 ev->next = NULL;
+                /* A delivery's event is part of it, and the handler may free it right away. */
                 c->handler(c, ev, c->userdata);
-                free(ev);
+                if (type != AMQP_EVENT_DELIVERY)
+                        event_free(ev);
                 ev = next;
         }
         return 0;
@@ -882,10 +1017,13 @@ AmqpConsumer *amqp_consumer_free(AmqpConsumer *c) {
 
         /* Events nobody will handle now: their deliveries go back to the broker with the connection. */
         for (AmqpEvent *ev = c->events_head, *next; ev; ev = next) {
+                AmqpDelivery *d = ev->delivery;
+
                 next = ev->next;
-                amqp_delivery_free(ev->delivery);
-                free(ev);
+                event_free(ev);
+                amqp_delivery_free(d); /* a delivery's own event goes with it */
         }
+        reading_reset(c);
         for (Command *cmd = c->commands_head, *next; cmd; cmd = next) {
                 next = cmd->next;
                 amqp_delivery_free(cmd->delivery);

@@ -19,30 +19,13 @@
 
 typedef struct AmqpConsumer AmqpConsumer;
 
-typedef struct AmqpDelivery {
-        uint64_t epoch;
-        uint64_t tag;
-        bool redelivered;
-        const void *body; /* the message body, owned by envelope */
-        size_t body_size;
-        usec_t received_at; /* CLOCK_MONOTONIC */
-        const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
-        size_t event_id_len;
-        int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
-        long dead_letter_status; /* and the HTTP status behind it, 0: none */
-        amqp_envelope_t envelope;
-} AmqpDelivery;
-
-AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
-DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);
+typedef struct AmqpDelivery AmqpDelivery;
 
 typedef enum AmqpEventType {
         AMQP_EVENT_CONNECTED,     /* epoch */
         AMQP_EVENT_DISCONNECTED,  /* epoch (0: a connect attempt failed), message */
         AMQP_EVENT_DELIVERY,      /* delivery, owned by the handler from now on */
-        AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish; else
-                                   * message set: not published, the connection ends (redelivered),
-                                   * message empty: the broker refused it (nack) */
+        AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish */
         AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
         _AMQP_EVENT_TYPE_MAX,
 } AmqpEventType;
@@ -52,9 +35,34 @@ typedef struct AmqpEvent {
         uint64_t epoch;
         AmqpDelivery *delivery;
         bool ok;
-        char message[256];
+        char *message; /* NULL for deliveries */
         struct AmqpEvent *next;
 } AmqpEvent;
+
+/* One allocation per message: this struct, then the body, then the routing key and the
+ * property strings that a dead-letter publish needs again. */
+struct AmqpDelivery {
+        uint64_t epoch;
+        uint64_t tag;
+        bool redelivered;
+        const void *body;
+        size_t body_size;
+        usec_t received_at; /* CLOCK_MONOTONIC */
+        const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
+        size_t event_id_len;
+        int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
+        long dead_letter_status; /* and the HTTP status behind it, 0: none */
+
+        AmqpEvent event;  /* how it travels to the loop */
+        amqp_bytes_t routing_key;
+        amqp_basic_properties_t properties;
+        amqp_pool_t headers_pool; /* the headers table, when the message has one */
+        bool has_headers_pool;
+        uint8_t data[];
+};
+
+AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);
 
 typedef void (*AmqpEventHandler)(AmqpConsumer *c, AmqpEvent *event, void *userdata);
 

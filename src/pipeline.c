@@ -806,20 +806,20 @@ static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
                         p->epoch = 0;
                         p->broker_connected = false;
                         if (!p->stopping)
-                                log_struct(LOG_WARNING, LOG_MESSAGE("Connection to RabbitMQ lost: %s", ev->message),
+                                log_struct(LOG_WARNING, LOG_MESSAGE("Connection to RabbitMQ lost: %s", strempty(ev->message)),
                                            LOG_MESSAGE_ID(MESSAGE_ID_BROKER_LOST), NULL);
                         abandon_epoch(p);
                         notify_observer(p);
-                } else if (!streq(ev->message, p->last_broker_error)) {
+                } else if (!streq(strempty(ev->message), p->last_broker_error)) {
                         /* Each distinct reason once, not every attempt of a long outage. */
-                        log_warning("Cannot connect to RabbitMQ (retrying in the background): %s", ev->message);
-                        snprintf(p->last_broker_error, sizeof p->last_broker_error, "%s", ev->message);
+                        log_warning("Cannot connect to RabbitMQ (retrying in the background): %s", strempty(ev->message));
+                        snprintf(p->last_broker_error, sizeof p->last_broker_error, "%s", strempty(ev->message));
                 }
                 check_stopped(p);
                 break;
 
         case AMQP_EVENT_WARNING:
-                log_warning("RabbitMQ: %s", ev->message);
+                log_warning("RabbitMQ: %s", strempty(ev->message));
                 break;
 
         default:

@@ -102,8 +102,13 @@ class Devenv:
 
     def __init__(self):
         self.dir = os.environ.get("TRANSMITTER_TEST_DEVENV") or os.path.join(BUILD_ROOT, "devenv")
-        r = subprocess.run(["bash", os.path.join(ENV_SCRIPTS, "devenv.sh"), "up", self.dir],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Tests start side by side: one of them brings the environment up, the others wait.
+        import fcntl
+        os.makedirs(os.path.dirname(os.path.abspath(self.dir)), exist_ok=True)
+        with open(os.path.abspath(self.dir) + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            r = subprocess.run(["bash", os.path.join(ENV_SCRIPTS, "devenv.sh"), "up", self.dir],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
             print(r.stdout)
             raise TestFailure("devenv.sh up failed")
