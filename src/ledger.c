@@ -27,6 +27,7 @@ typedef enum RecordKind {
 typedef struct Record {
         RecordKind kind;
         LedgerRecord data;
+        usec_t sending_at; /* a pending record that took its batch's 'sending' record in */
         char *error_message;
         LedgerCommitted committed;
         void *userdata;
@@ -57,6 +58,7 @@ struct Ledger {
         bool ever_connected;
 
         Record *head, *tail;
+        Record *last_pending; /* the newest 'pending' record not on the wire yet, or NULL */
         size_t n_records;
         size_t round_size;    /* the first round_size records are on the wire */
         size_t round_results; /* answers received for them */
@@ -383,21 +385,26 @@ static int send_record(Ledger *l, const Record *r) {
         format_time(at, d->at);
         snprintf(retries, sizeof retries, "%u", d->retries);
         if (d->status == BATCH_PENDING) {
+                char sent_at[32];
+
                 snprintf(count, sizeof count, "%u", d->item_count);
                 snprintf(size, sizeof size, "%" PRIu64, d->payload_size);
+                if (r->sending_at)
+                        format_time(sent_at, r->sending_at);
                 /* A batch formed again from the same events (after a crash or requeue) has the same
                  * id: the row is reused and the new formation counts as one more attempt. */
                 return PQsendQueryParams(
                         l->conn,
                         "INSERT INTO transmitter.batches (id, status, item_count, payload_size, destination_url, "
-                        "retry_count, instance, created_at) "
-                        "VALUES ($1, 'pending', $2, $3, $4, 0, $5, to_timestamp($6::float8)) "
-                        "ON CONFLICT (id) DO UPDATE SET status = 'pending', item_count = EXCLUDED.item_count, "
+                        "retry_count, instance, created_at, sent_at) "
+                        "VALUES ($1, $7, $2, $3, $4, 0, $5, to_timestamp($6::float8), to_timestamp($8::float8)) "
+                        "ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, item_count = EXCLUDED.item_count, "
                         "payload_size = EXCLUDED.payload_size, destination_url = EXCLUDED.destination_url, "
                         "instance = EXCLUDED.instance, retry_count = transmitter.batches.retry_count + 1, "
-                        "http_status = NULL, error_message = NULL, completed_at = NULL",
-                        6, NULL,
-                        (const char *[]) { d->batch_id, count, size, l->destination_url, l->instance_id, at },
+                        "sent_at = EXCLUDED.sent_at, http_status = NULL, error_message = NULL, completed_at = NULL",
+                        8, NULL,
+                        (const char *[]) { d->batch_id, count, size, l->destination_url, l->instance_id, at,
+                                           r->sending_at ? "sending" : "pending", r->sending_at ? sent_at : NULL },
                         NULL, NULL, 0);
         }
         if (d->status == BATCH_SENDING)
@@ -424,6 +431,7 @@ static void start_round(Ledger *l) {
 
         if (l->state != LEDGER_CONNECTED || l->round_size > 0 || l->retry_wait || !l->head)
                 return;
+        l->last_pending = NULL; /* on the wire from now on: nothing may be merged into it */
 
         for (Record *r = l->head; r && n < ROUND_MAX; r = r->next, n++)
                 if (send_record(l, r) != 1) {
@@ -515,7 +523,23 @@ static int append(Ledger *l, RecordKind kind, const LedgerRecord *data, LedgerCo
 }
 
 int ledger_append(Ledger *l, const LedgerRecord *record, LedgerCommitted committed, void *userdata) {
-        return append(l, RECORD_BATCH, record, committed, userdata);
+        Record *p = l->last_pending;
+        int r;
+
+        /* A batch usually starts sending in the loop iteration that formed it: its 'pending' row
+         * has not left yet, so it is written as 'sending' at once, one statement fewer. */
+        if (record->status == BATCH_SENDING && p && !committed && !p->committed && record->retries == 0 &&
+            streq(p->data.batch_id, record->batch_id)) {
+                p->sending_at = record->at;
+                l->last_pending = NULL;
+                return 0;
+        }
+
+        r = append(l, RECORD_BATCH, record, committed, userdata);
+        if (r < 0)
+                return r;
+        l->last_pending = record->status == BATCH_PENDING ? l->tail : NULL;
+        return 0;
 }
 
 int ledger_new(sd_event *e, const LedgerSettings *s, LedgerStateChanged on_state, void *userdata, Ledger **ret) {
