@@ -16,19 +16,16 @@
  * line them up with its own. `seconds` runs from the start of the program (connect and login
  * included, as the transmitter's figure includes its start) to the last ack written.
  *
- * Build: gcc -std=c11 -O2 -Wall -Wextra -o ceiling ceiling.c $(pkg-config --cflags --libs librabbitmq)
- * Single file on purpose (a test helper): no project headers.
+ * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -I tests/env -o ceiling tests/bench/ceiling.c \
+ *        $(pkg-config --cflags --libs librabbitmq)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,47 +35,8 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define CHANNEL 1
-
-_Noreturn static void die(const char *fmt, ...) {
-        va_list ap;
-        fputs("ceiling: error: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(1);
-}
-
-static double mono(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-static void check_rpc(amqp_connection_state_t conn, const char *what) {
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-        switch (r.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-                return;
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-                die("%s: %s", what, amqp_error_string2(r.library_error));
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-                if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                        amqp_channel_close_t *m = r.reply.decoded;
-                        die("%s: channel closed by broker: %u %.*s", what, m->reply_code, (int) m->reply_text.len,
-                            (const char *) m->reply_text.bytes);
-                }
-                if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                        amqp_connection_close_t *m = r.reply.decoded;
-                        die("%s: connection closed by broker: %u %.*s", what, m->reply_code,
-                            (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                }
-                die("%s: broker error, method 0x%08X", what, r.reply.id);
-        default:
-                die("%s: no reply", what);
-        }
-}
+#define AMQP_TOOL_NAME "ceiling"
+#include "amqp-tool.h"
 
 static uint64_t parse_u64(const char *opt, const char *s) {
         char *end;
@@ -101,7 +59,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-        const double t_start = mono();
+        const double t_start = monotonic_s();
         const char *url_arg = getenv("RABBITMQ_URL"), *queue = NULL;
         uint64_t count = 0, prefetch = 300, ack_every = 100, idle_timeout = 30;
         enum { O_URL = 256, O_QUEUE, O_COUNT, O_PREFETCH, O_ACK_EVERY, O_IDLE, O_HELP };
@@ -138,36 +96,13 @@ int main(int argc, char **argv) {
         if (ack_every == 0 || ack_every > prefetch)
                 die("--ack-every: 1..prefetch (a larger K would stall the window)");
 
-        char *url = strdup(url_arg);
-        struct amqp_connection_info ci;
-        amqp_default_connection_info(&ci);
-        if (!url || amqp_parse_url(url, &ci) != AMQP_STATUS_OK)
-                die("bad --url");
-        /* amqp_parse_url() makes "amqp://host:port/" vhost "": the broker's default vhost "/" is meant. */
-        if (ci.vhost[0] == '\0')
-                ci.vhost = "/";
-        if (ci.ssl)
-                die("amqps:// is not supported here (the benchmark broker is plain AMQP)");
-
-        amqp_connection_state_t conn = amqp_new_connection();
-        amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-        if (!sock)
-                die("cannot create socket");
-        struct timeval tv = {.tv_sec = 10};
-        int r = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
-        if (r != AMQP_STATUS_OK)
-                die("cannot connect to %s:%d: %s", ci.host, ci.port, amqp_error_string2(r));
-        /* frame_max as the daemon asks (131072); no heartbeats: the run is short and never idle. */
-        amqp_rpc_reply_t lr = amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-        if (lr.reply_type != AMQP_RESPONSE_NORMAL)
-                die("login failed");
-        amqp_channel_open(conn, CHANNEL);
-        check_rpc(conn, "channel.open");
+        /* No heartbeats (the run is short and never idle), no RPC timeout. */
+        amqp_connection_state_t conn = amqp_tool_connect(url_arg, &(struct amqp_tool_connect_options){0});
         amqp_basic_qos(conn, CHANNEL, 0, (uint16_t) prefetch, 0);
         check_rpc(conn, "basic.qos");
         amqp_basic_consume(conn, CHANNEL, amqp_cstring_bytes(queue), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
         check_rpc(conn, "basic.consume");
-        const double t_consume = mono();
+        const double t_consume = monotonic_s();
 
         uint64_t received = 0, bytes = 0, last_tag = 0, acked_tag = 0, acks = 0;
         uint64_t body_left = 0; /* of the message being read */
@@ -179,7 +114,7 @@ int main(int argc, char **argv) {
                 struct timeval wait = {.tv_sec = (time_t) idle_timeout};
 
                 amqp_maybe_release_buffers(conn);
-                r = amqp_simple_wait_frame_noblock(conn, &frame, &wait);
+                int r = amqp_simple_wait_frame_noblock(conn, &frame, &wait);
                 if (r == AMQP_STATUS_TIMEOUT) {
                         fprintf(stderr, "ceiling: no delivery for %" PRIu64 " s after %" PRIu64 " of %" PRIu64 "\n",
                                 idle_timeout, received, count);
@@ -221,7 +156,7 @@ int main(int argc, char **argv) {
 
                 in_message = false;
                 received++;
-                t_last = mono();
+                t_last = monotonic_s();
                 if (received == 1)
                         t_first = t_last;
                 if (last_tag - acked_tag >= ack_every || received == count) {
@@ -236,7 +171,7 @@ int main(int argc, char **argv) {
                 (void) amqp_basic_ack(conn, CHANNEL, last_tag, 1);
                 acks++;
         }
-        const double t_end = mono();
+        const double t_end = monotonic_s();
 
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
@@ -254,6 +189,5 @@ int main(int argc, char **argv) {
         (void) amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
         (void) amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(conn);
-        free(url);
         return received == count ? 0 : 1;
 }

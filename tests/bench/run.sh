@@ -82,7 +82,7 @@ trap cleanup EXIT
 
 rmq_flags=$(pkg-config --cflags --libs librabbitmq)
 # shellcheck disable=SC2086
-gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$dir/bin/ceiling" "$here/ceiling.c" $rmq_flags
+gcc -std=c11 -O2 -Wall -Wextra -Werror -I"$root/tests/env" -o "$dir/bin/ceiling" "$here/ceiling.c" $rmq_flags
 
 # The per-stage CPU budget (cpubench.c), with the daemon's own sources; libdeflate/ISA-L if installed.
 cpu_flags=()

@@ -34,13 +34,13 @@ build_publisher() {
                 return 0
         fi
         PUBLISH=$out
-        [[ -x "$out" && "$out" -nt "$src" ]] && return 0
+        [[ -x "$out" && "$out" -nt "$src" && "$out" -nt "$ENV_SCRIPTS_DIR/amqp-tool.h" ]] && return 0
         mkdir -p "$DIR/bin"
         command -v gcc >/dev/null || die "gcc not found (needed to build $src; or set PUBLISH_BIN)"
         local flags
         flags=$(pkg-config --cflags --libs librabbitmq) || die "pkg-config librabbitmq failed: apt-get install librabbitmq-dev pkg-config"
         # shellcheck disable=SC2086
-        gcc -std=c11 -O2 -Wall -Wextra -Werror -o "$out.tmp" "$src" $flags 2>"$DIR/bin/build.log" ||
+        gcc -std=c11 -O2 -Wall -Wextra -Werror -I"$ENV_SCRIPTS_DIR" -o "$out.tmp" "$src" $flags 2>"$DIR/bin/build.log" ||
                 { tail_log "$DIR/bin/build.log"; die "building the publisher failed"; }
         mv -f "$out.tmp" "$out"
 }

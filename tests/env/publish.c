@@ -9,16 +9,13 @@
  * content_type application/json, mandatory (an unroutable message is a failure). Publisher confirms
  * are on and awaited in windows; the exit status is 0 only if every message was acked by the broker.
  *
- * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -o publish publish.c $(pkg-config --cflags --libs librabbitmq)
- * Single file on purpose (a test helper): no project headers.
+ * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -I tests/env -o publish tests/env/publish.c \
+ *        $(pkg-config --cflags --libs librabbitmq)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
-#include <amqp.h>
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -31,7 +28,9 @@
 #include <sys/time.h>
 #include <time.h>
 
-#define CHANNEL 1
+#define AMQP_TOOL_NAME "publish"
+#include "amqp-tool.h"
+
 #define MAX_EVENT 4096
 #define MIN_EVENT 300
 
@@ -67,22 +66,6 @@ struct confirms {
         unsigned char *settled; /* ring of `window` flags, index tag % window */
 };
 
-_Noreturn static void die(const char *fmt, ...) {
-        va_list ap;
-        fputs("publish: error: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(1);
-}
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 static int64_t wall_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -102,40 +85,6 @@ static unsigned rnd_below(unsigned n) {
 }
 static double rnd_unit(void) {
         return (double) (rnd() >> 11) / 9007199254740992.0; /* [0,1) */
-}
-
-static const char *amqp_error_text(amqp_rpc_reply_t r, char *buf, size_t n) {
-        switch (r.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-                snprintf(buf, n, "ok");
-                break;
-        case AMQP_RESPONSE_NONE:
-                snprintf(buf, n, "missing RPC reply");
-                break;
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-                snprintf(buf, n, "%s", amqp_error_string2(r.library_error));
-                break;
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-                if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                        amqp_connection_close_t *m = r.reply.decoded;
-                        snprintf(buf, n, "connection closed by broker: %u %.*s", m->reply_code,
-                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                        amqp_channel_close_t *m = r.reply.decoded;
-                        snprintf(buf, n, "channel closed by broker: %u %.*s", m->reply_code,
-                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                } else
-                        snprintf(buf, n, "broker error, method 0x%08X", r.reply.id);
-                break;
-        }
-        return buf;
-}
-
-static void check_rpc(amqp_connection_state_t conn, const char *what) {
-        char buf[512];
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-        if (r.reply_type != AMQP_RESPONSE_NORMAL)
-                die("%s: %s", what, amqp_error_text(r, buf, sizeof buf));
 }
 
 static bool server_code(amqp_rpc_reply_t r, unsigned *ret_code) {
@@ -188,10 +137,10 @@ static void declare_topology(amqp_connection_state_t conn, const struct options 
         if (server_code(r, &code) && code == 406) {
                 /* Exists with other arguments (e.g. DLX set by policy): use it as it is, like the daemon. */
                 fprintf(stderr, "publish: warning: queue %s exists with other arguments (%s); using it\n",
-                        o->declare_queue, amqp_error_text(r, buf, sizeof buf));
+                        o->declare_queue, amqp_reply_text(r, buf, sizeof buf));
                 reopen_channel(conn);
         } else if (r.reply_type != AMQP_RESPONSE_NORMAL)
-                die("queue.declare %s: %s", o->declare_queue, amqp_error_text(r, buf, sizeof buf));
+                die("queue.declare %s: %s", o->declare_queue, amqp_reply_text(r, buf, sizeof buf));
         amqp_queue_bind(conn, CHANNEL, amqp_cstring_bytes(o->declare_queue), amqp_cstring_bytes(o->exchange),
                         amqp_cstring_bytes("approved.*"), amqp_empty_table);
         check_rpc(conn, "queue.bind");
@@ -262,7 +211,7 @@ static bool pump(amqp_connection_state_t conn, struct confirms *c, double timeou
                 c->returned++;
                 amqp_rpc_reply_t rr = amqp_read_message(conn, frame.channel, &msg, 0);
                 if (rr.reply_type != AMQP_RESPONSE_NORMAL)
-                        die("reading returned message: %s", amqp_error_text(rr, buf, sizeof buf));
+                        die("reading returned message: %s", amqp_reply_text(rr, buf, sizeof buf));
                 amqp_destroy_message(&msg);
                 break;
         }
@@ -573,43 +522,8 @@ int main(int argc, char **argv) {
         }
 
         /* connect */
-        struct amqp_connection_info ci;
-        char *url = strdup(o.url);
-        if (!url)
-                die("out of memory");
-        amqp_default_connection_info(&ci);
-        int r = amqp_parse_url(url, &ci);
-        if (r != AMQP_STATUS_OK)
-                die("bad --url: %s", amqp_error_string2(r));
-        /* amqp_parse_url() turns "amqp://host:5672/" into vhost "" (AMQP URI spec), but the product's
-         * default URL ends in "/" and means the default vhost, as pika and the Python service read it. */
-        if (ci.vhost[0] == '\0')
-                ci.vhost = "/";
-        amqp_connection_state_t conn = amqp_new_connection();
-        amqp_socket_t *sock;
-        if (ci.ssl) {
-                sock = amqp_ssl_socket_new(conn);
-                if (!sock)
-                        die("cannot create TLS socket");
-                if (o.cacert && amqp_ssl_socket_set_cacert(sock, o.cacert) != AMQP_STATUS_OK)
-                        die("cannot load CA %s", o.cacert);
-                amqp_ssl_socket_set_verify_peer(sock, 1);
-                amqp_ssl_socket_set_verify_hostname(sock, 1);
-        } else
-                sock = amqp_tcp_socket_new(conn);
-        if (!sock)
-                die("cannot create socket");
-        struct timeval connect_timeout = {.tv_sec = 10};
-        r = amqp_socket_open_noblock(sock, ci.host, ci.port, &connect_timeout);
-        if (r != AMQP_STATUS_OK)
-                die("cannot connect to %s:%d: %s", ci.host, ci.port, amqp_error_string2(r));
-        char ebuf[512];
-        amqp_rpc_reply_t lr = amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-        if (lr.reply_type != AMQP_RESPONSE_NORMAL)
-                die("login to %s:%d as %s failed: %s", ci.host, ci.port, ci.user,
-                    amqp_error_text(lr, ebuf, sizeof ebuf));
-        amqp_channel_open(conn, CHANNEL);
-        check_rpc(conn, "channel.open");
+        amqp_connection_state_t conn = amqp_tool_connect(
+                o.url, &(struct amqp_tool_connect_options){.cacert = o.cacert, .allow_tls = true});
         if (o.declare_queue)
                 declare_topology(conn, &o);
         else if (o.exchange[0]) {
@@ -633,12 +547,12 @@ int main(int argc, char **argv) {
 
         uint64_t bytes = 0, marked = 0;
         size_t min_len = SIZE_MAX, max_len = 0;
-        const double t0 = now_s();
+        const double t0 = monotonic_s();
         for (uint64_t i = 0; i < o.count; i++) {
                 uint64_t index = o.start + i;
                 unsigned kind = (unsigned) (index % 3);
                 if (o.rate > 0) {
-                        double due = t0 + (double) i / o.rate, wait = due - now_s();
+                        double due = t0 + (double) i / o.rate, wait = due - monotonic_s();
                         /* Sleep, then take what confirms came: waiting in pump() spins, because
                          * rabbitmq-c's poll() rounds sub-millisecond timeouts down to 0. */
                         if (wait > 0) {
@@ -668,8 +582,8 @@ int main(int argc, char **argv) {
                                                 : (kind == 0 ? "approved.server"
                                                    : kind == 1 ? "approved.database"
                                                                : "approved.application");
-                r = amqp_basic_publish(conn, CHANNEL, amqp_cstring_bytes(o.exchange), amqp_cstring_bytes(key),
-                                       o.mandatory, 0, &props, body);
+                int r = amqp_basic_publish(conn, CHANNEL, amqp_cstring_bytes(o.exchange),
+                                           amqp_cstring_bytes(key), o.mandatory, 0, &props, body);
                 if (r != AMQP_STATUS_OK)
                         die("publish #%" PRIu64 " failed: %s (%" PRIu64 " confirmed so far)", i + 1,
                             amqp_error_string2(r), cf.acked);
@@ -687,7 +601,7 @@ int main(int argc, char **argv) {
         while (outstanding(&cf) > 0)
                 if (!pump(conn, &cf, 30.0))
                         die("no confirm from broker for 30 s (%" PRIu64 " outstanding)", outstanding(&cf));
-        const double secs = now_s() - t0;
+        const double secs = monotonic_s() - t0;
 
         amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
         amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
@@ -703,7 +617,6 @@ int main(int argc, char **argv) {
         free(cf.settled);
         free(ev.p);
         free(raw);
-        free(url);
         if (cf.nacked || cf.returned) {
                 fprintf(stderr, "publish: error: %" PRIu64 " nacked, %" PRIu64 " returned (unroutable)\n",
                         cf.nacked, cf.returned);

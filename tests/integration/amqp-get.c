@@ -15,72 +15,24 @@
  * (manual ack) and go back to the queue, in their order, when the channel closes. With --ack
  * they are acked (removed).
  *
- * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -o amqp-get amqp-get.c $(pkg-config --cflags --libs librabbitmq)
- * Single file on purpose (a test helper): no project headers.
+ * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -I tests/env -o amqp-get tests/integration/amqp-get.c \
+ *        $(pkg-config --cflags --libs librabbitmq)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 
-#include <amqp.h>
-#include <amqp_tcp_socket.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
-#define CHANNEL 1
-
-_Noreturn static void die(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("amqp-get: error: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(1);
-}
-
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t n) {
-        switch (r.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-                snprintf(buf, n, "ok");
-                break;
-        case AMQP_RESPONSE_NONE:
-                snprintf(buf, n, "missing RPC reply");
-                break;
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-                snprintf(buf, n, "%s", amqp_error_string2(r.library_error));
-                break;
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-                if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                        const amqp_connection_close_t *m = r.reply.decoded;
-                        snprintf(buf, n, "connection closed: %u %.*s", m->reply_code, (int) m->reply_text.len,
-                                 (const char *) m->reply_text.bytes);
-                } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                        const amqp_channel_close_t *m = r.reply.decoded;
-                        snprintf(buf, n, "channel closed: %u %.*s", m->reply_code, (int) m->reply_text.len,
-                                 (const char *) m->reply_text.bytes);
-                } else
-                        snprintf(buf, n, "unexpected method 0x%08x", r.reply.id);
-                break;
-        }
-        return buf;
-}
-
-static void check(amqp_connection_state_t conn, const char *what) {
-        char buf[512];
-        amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
-
-        if (r.reply_type != AMQP_RESPONSE_NORMAL)
-                die("%s: %s", what, reply_text(r, buf, sizeof buf));
-}
+#define AMQP_TOOL_NAME "amqp-get"
+#include "amqp-tool.h"
 
 static void put_string(const void *data, size_t len) {
         const unsigned char *p = data;
@@ -185,13 +137,11 @@ int main(int argc, char **argv) {
         const char *url_arg = getenv("RABBITMQ_URL"), *queue = NULL;
         unsigned long long max = ULLONG_MAX, body_max = 65536;
         bool ack = false;
-        struct amqp_connection_info ci;
+        const struct timeval rpc_timeout = {.tv_sec = 10};
         amqp_connection_state_t conn;
-        amqp_socket_t *sock;
-        struct timeval tv = { .tv_sec = 10 };
-        char buf[512], *url;
+        char buf[512];
         uint64_t count = 0;
-        int c, r;
+        int c;
 
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
                 switch (c) {
@@ -222,35 +172,7 @@ int main(int argc, char **argv) {
                 return 2;
         }
 
-        url = strdup(url_arg);
-        if (!url)
-                die("out of memory");
-        amqp_default_connection_info(&ci);
-        r = amqp_parse_url(url, &ci);
-        if (r != AMQP_STATUS_OK)
-                die("bad --url: %s", amqp_error_string2(r));
-        if (ci.ssl)
-                die("amqps:// is not supported by this helper");
-        /* "amqp://host/" is vhost "" by the letter of the AMQP URI spec; everyone means "/". */
-        if (ci.vhost[0] == '\0')
-                ci.vhost = "/";
-
-        conn = amqp_new_connection();
-        sock = amqp_tcp_socket_new(conn);
-        if (!sock)
-                die("cannot create socket");
-        r = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
-        if (r != AMQP_STATUS_OK)
-                die("cannot connect to %s:%d: %s", ci.host, ci.port, amqp_error_string2(r));
-        (void) amqp_set_rpc_timeout(conn, &tv);
-        {
-                amqp_rpc_reply_t lr = amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
-                                                 ci.password);
-                if (lr.reply_type != AMQP_RESPONSE_NORMAL)
-                        die("login: %s", reply_text(lr, buf, sizeof buf));
-        }
-        amqp_channel_open(conn, CHANNEL);
-        check(conn, "channel.open");
+        conn = amqp_tool_connect(url_arg, &(struct amqp_tool_connect_options){.rpc_timeout = &rpc_timeout});
 
         while (count < max) {
                 amqp_rpc_reply_t gr = amqp_basic_get(conn, CHANNEL, amqp_cstring_bytes(queue), 0);
@@ -259,7 +181,7 @@ int main(int argc, char **argv) {
                 amqp_message_t m;
 
                 if (gr.reply_type != AMQP_RESPONSE_NORMAL)
-                        die("basic.get from %s: %s", queue, reply_text(gr, buf, sizeof buf));
+                        die("basic.get from %s: %s", queue, amqp_reply_text(gr, buf, sizeof buf));
                 if (gr.reply.id == AMQP_BASIC_GET_EMPTY_METHOD)
                         break;
                 if (gr.reply.id != AMQP_BASIC_GET_OK_METHOD)
@@ -276,7 +198,7 @@ int main(int argc, char **argv) {
                         uint64_t tag = ok->delivery_tag;
                         gr = amqp_read_message(conn, CHANNEL, &m, 0);
                         if (gr.reply_type != AMQP_RESPONSE_NORMAL)
-                                die("reading a message: %s", reply_text(gr, buf, sizeof buf));
+                                die("reading a message: %s", amqp_reply_text(gr, buf, sizeof buf));
                         if (ack && amqp_basic_ack(conn, CHANNEL, tag, 0) != AMQP_STATUS_OK)
                                 die("basic.ack failed");
                 }
@@ -306,6 +228,5 @@ int main(int argc, char **argv) {
         amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
         amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(conn);
-        free(url);
         return 0;
 }

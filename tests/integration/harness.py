@@ -611,6 +611,7 @@ def parse_metrics(text):
 
 
 AMQP_GET_SRC = os.path.join(SOURCE_ROOT, "tests", "integration", "amqp-get.c")
+AMQP_TOOL_DIR = os.path.join(SOURCE_ROOT, "tests", "env")  # amqp-tool.h
 
 
 def amqp_get_bin():
@@ -619,7 +620,7 @@ def amqp_get_bin():
     explicit = os.environ.get("AMQP_GET_BIN")
     if explicit:
         return explicit
-    src_mtime = os.path.getmtime(AMQP_GET_SRC)
+    src_mtime = max(os.path.getmtime(AMQP_GET_SRC), os.path.getmtime(os.path.join(AMQP_TOOL_DIR, "amqp-tool.h")))
     for path in (os.path.join(BUILD_ROOT, "tests", "amqp-get"), os.path.join(BUILD_ROOT, "amqp-get")):
         if os.access(path, os.X_OK) and os.path.getmtime(path) >= src_mtime:
             return path
@@ -627,8 +628,8 @@ def amqp_get_bin():
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "librabbitmq"], stdout=subprocess.PIPE,
                            text=True, check=True).stdout.split()
     tmp = f"{out}.{os.getpid()}.tmp"
-    r = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-o", tmp,
-                        AMQP_GET_SRC, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    r = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-I", AMQP_TOOL_DIR,
+                        "-o", tmp, AMQP_GET_SRC, *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         raise TestFailure(f"building amqp-get failed:\n{r.stdout}")
     os.replace(tmp, out)
