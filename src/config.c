@@ -215,6 +215,10 @@ static bool is_digit(char c) {
         return c >= '0' && c <= '9';
 }
 
+static bool is_hex_digit(char c) {
+        return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 
 /* ---- Errors ---- */
 
@@ -433,6 +437,13 @@ static const char *url_accepted(SettingKind kind) {
         }
 }
 
+static bool percent_encoding_is_valid(const char *s) {
+        for (const char *p = strchr(s, '%'); p; p = strchr(p + 1, '%'))
+                if (!is_hex_digit(p[1]) || !is_hex_digit(p[2]))
+                        return false;
+        return true;
+}
+
 /* NULL when v is a URL of the kind, else what is wrong with it. */
 static const char *check_url(SettingKind kind, const char *v) {
         const char *authority, *hosts;
@@ -465,6 +476,9 @@ static const char *check_url(SettingKind kind, const char *v) {
 
         if (strchr(v, ' '))
                 return "contains a space, write it as %20";
+        /* librabbitmq and libpq decode these, and libpq's complaint would quote the password. */
+        if (kind != KIND_URL_HTTP && !percent_encoding_is_valid(authority))
+                return "a '%' not followed by two hex digits, write a '%' itself as %25";
 
         n = strcspn(authority, "/?#");
         hosts = authority;
@@ -472,6 +486,10 @@ static const char *check_url(SettingKind kind, const char *v) {
                 if (*p == '@')
                         hosts = p + 1;
         n -= (size_t) (hosts - authority);
+        /* The '@' that ends the userinfo comes after a '/', '?' or '#' the password holds. */
+        if (kind != KIND_URL_HTTP && hosts == authority && strchr(authority + n, '@') &&
+            check_host_port(hosts, n))
+                return "the user name or password holds a '/', '?' or '#', write them as %2F, %3F, %23";
 
         if (kind == KIND_URL_POSTGRES) {
                 const char *query = strchr(hosts, '?');

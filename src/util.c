@@ -246,7 +246,9 @@ static size_t url_scheme_len(const char *s) {
 
 /* amqp:// and postgresql:// URLs never hold an '@' but in the userinfo, so the userinfo
  * ends at the last '@' before the query, even when a password holds an unescaped '/'
- * (which url_redact() would take for the start of the path). */
+ * (which url_redact() would take for the start of the path). A password may also hold an
+ * unescaped '?' or '#': with no '@' before the first of those, the last '@' anywhere ends
+ * it. That may hide more than the password of a URL with an '@' in its query, never less. */
 static char *userinfo_redact(const char *url, const char *authority) {
         size_t n = strcspn(authority, "?#");
         const char *at = NULL, *colon;
@@ -255,6 +257,8 @@ static char *userinfo_redact(const char *url, const char *authority) {
         for (const char *p = authority; p < authority + n; p++)
                 if (*p == '@')
                         at = p;
+        if (!at)
+                at = strrchr(authority, '@');
         if (!at)
                 return strdup(url);
         colon = memchr(authority, ':', (size_t) (at - authority));

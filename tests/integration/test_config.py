@@ -46,6 +46,14 @@ def body(case):
     check("TRANSMITTER_AUTH_TOKEN=***" in r.stdout, "the token is shown as ***")
     check("TRANSMITTER_BATCH_SIZE=100" in r.stdout, "defaults are printed")
 
+    # Passwords that break the URL's syntax: refused, and still not shown.
+    for name, url, pw in (("TRANSMITTER_RABBITMQ_URL", "amqp://u:hun#ter2@broker/", "ter2"),
+                          ("TRANSMITTER_DATABASE_URL", "postgresql://u:pg?pass99@db/x", "pass99"),
+                          ("TRANSMITTER_DATABASE_URL", "postgresql://u:pg%zzpass99@db/x", "pass99")):
+        r = run({name: url}, "--check-config")
+        check(r.returncode == 78 and name in r.stderr, f"{name} with a mis-encoded password: exit 78")
+        check(pw not in r.stdout + r.stderr, f"... and its line does not show the password: {r.stderr.strip()}")
+
     # A bad value in the environment stops a starting daemon the same way, without a secret in its line.
     r = run({"TRANSMITTER_AUTH_TOKEN": secret, "TRANSMITTER_COMPRESSION_LEVEL": "11"})
     check(r.returncode == 78, "the daemon exits 78 on a bad value")

@@ -426,6 +426,15 @@ static const struct {
         { "RABBITMQ_URL", "amqps://u:pw@h:99999/",
           "TRANSMITTER_RABBITMQ_URL=amqps://u:***@h:99999/: bad port in the URL (accepted: "
           "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+        /* A password with an unescaped '#' or '?': the hint, and the password not shown. */
+        { "RABBITMQ_URL", "amqp://u:se#cret@h/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: the user name or password holds a '/', '?' or '#', "
+          "write them as %2F, %3F, %23 (accepted: "
+          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+        { "RABBITMQ_URL", "amqp://u:pa%zzss@h/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: a '%' not followed by two hex digits, write a '%' "
+          "itself as %25 (accepted: "
+          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
         { "RABBITMQ_URL", "",
           "TRANSMITTER_RABBITMQ_URL=: not an amqp:// or amqps:// URL (accepted: "
           "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
@@ -450,6 +459,16 @@ static const struct {
           "or a key=value conninfo string)" },
         { "DATABASE_URL", "postgresql://u:pw@/db",
           "TRANSMITTER_DATABASE_URL=postgresql://u:***@/db: no host in the URL (accepted: "
+          "postgresql://[user[:password]@]host[:port][,...][/dbname][?param=value...], postgres://..., "
+          "or a key=value conninfo string)" },
+        { "DATABASE_URL", "postgresql://u:s3cr%zzet@h/db",
+          "TRANSMITTER_DATABASE_URL=postgresql://u:***@h/db: a '%' not followed by two hex digits, write a "
+          "'%' itself as %25 (accepted: "
+          "postgresql://[user[:password]@]host[:port][,...][/dbname][?param=value...], postgres://..., "
+          "or a key=value conninfo string)" },
+        { "DATABASE_URL", "postgresql://u:top?secret@h/db",
+          "TRANSMITTER_DATABASE_URL=postgresql://u:***@h/db: the user name or password holds a '/', '?' or "
+          "'#', write them as %2F, %3F, %23 (accepted: "
           "postgresql://[user[:password]@]host[:port][,...][/dbname][?param=value...], postgres://..., "
           "or a key=value conninfo string)" },
         { "DATABASE_URL", "host=h password='open",
@@ -1020,6 +1039,9 @@ Test(config, url_redact) {
                 /* An unescaped '/' or '@' in the password. */
                 { "amqp://u:pa/ss@h/", "amqp://u:***@h/" },
                 { "postgresql://u:p@ss@h/db", "postgresql://u:***@h/db" },
+                /* An unescaped '#' or '?' in the password. */
+                { "amqp://u:se#cret@h/", "amqp://u:***@h/" },
+                { "postgresql://u:top?se@cret@h/db", "postgresql://u:***@h/db" },
                 { "postgres://u:pw@h1,h2/db?password=x&sslpassword=y#f",
                   "postgres://u:***@h1,h2/db?password=***&sslpassword=***#f" },
                 { "https://u:pw@h/p?a=1", "https://u:***@h/p?a=1" },
