@@ -61,9 +61,11 @@ struct AmqpConsumer {
         atomic_bool stop_requested;
         atomic_bool cancel_requested; /* sticks across reconnects: a stopping service consumes no more */
         atomic_bool connected;
-        atomic_int socket_fd; /* for shutdown() when the thread is stuck in a send at exit */
-
         pthread_mutex_t lock;
+        /* The connection's socket, for stop_thread() to shutdown() when the thread is stuck in a
+         * send or an RPC towards a frozen broker. Under lock, so that it never names a descriptor
+         * that amqp_destroy_connection() closed and something else may have reused. */
+        int socket_fd;
         AmqpEvent *events_head, *events_tail;
         Command *commands_head, *commands_tail;
         int events_fd;   /* the thread writes, the loop reads */
@@ -312,11 +314,14 @@ static void reading_reset(AmqpConsumer *c);
 static void session_close(AmqpConsumer *c) {
         if (!c->conn)
                 return;
-        atomic_store(&c->socket_fd, -1);
-        /* A clean close where the broker still answers; a dead socket fails fast. */
+        /* A clean close where the broker still answers; a dead socket fails fast, and so does one
+         * that stop_thread() shut down because the broker stopped answering. */
         if (atomic_load(&c->connected))
                 (void) amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
+        pthread_mutex_lock(&c->lock);
         (void) amqp_destroy_connection(c->conn);
+        c->socket_fd = -1;
+        pthread_mutex_unlock(&c->lock);
         c->conn = NULL;
         reading_reset(c);
         amqp_bytes_free(c->consumer_tag);
@@ -378,7 +383,9 @@ static int session_open(AmqpConsumer *c, char *error, size_t size) {
                 snprintf(error, size, "connect to %s:%d: %s", info.host, info.port, amqp_error_string2(status));
                 return -ECONNREFUSED;
         }
-        atomic_store(&c->socket_fd, amqp_get_sockfd(c->conn));
+        pthread_mutex_lock(&c->lock);
+        c->socket_fd = amqp_get_sockfd(c->conn);
+        pthread_mutex_unlock(&c->lock);
 
         /* consumer_cancel_notify: a deleted queue cancels us instead of leaving us idle forever. */
         capabilities[0] = (amqp_table_entry_t) {
@@ -945,9 +952,9 @@ int amqp_consumer_new(sd_event *e, const AmqpSettings *s, AmqpEventHandler handl
                 .connect_timeout_s = s->connect_timeout_s,
                 .events_fd = -EBADF,
                 .commands_fd = -EBADF,
+                .socket_fd = -1,
                 .consumer_tag = amqp_empty_bytes,
         };
-        atomic_init(&c->socket_fd, -1);
         pthread_mutex_init(&c->lock, NULL);
 
         c->url = strdup(s->url);
@@ -988,7 +995,6 @@ int amqp_consumer_start(AmqpConsumer *c) {
 
 static void stop_thread(AmqpConsumer *c) {
         struct timespec deadline;
-        int fd;
 
         if (!c->thread_started)
                 return;
@@ -1002,9 +1008,10 @@ static void stop_thread(AmqpConsumer *c) {
                 return;
         }
         /* Stuck in a blocking send or read towards a frozen broker: break the socket. */
-        fd = atomic_load(&c->socket_fd);
-        if (fd >= 0)
-                (void) shutdown(fd, SHUT_RDWR);
+        pthread_mutex_lock(&c->lock);
+        if (c->socket_fd >= 0)
+                (void) shutdown(c->socket_fd, SHUT_RDWR);
+        pthread_mutex_unlock(&c->lock);
         (void) pthread_join(c->thread, NULL);
         c->thread_started = false;
 }

@@ -299,6 +299,10 @@ class Transmitter:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout):
+        """Waits for the process to exit by itself (a SIGTERM sent before); returns the exit status."""
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

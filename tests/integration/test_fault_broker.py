@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Broker loss (DESIGN §2, §11): (1) RabbitMQ restarted mid-stream, (2) RabbitMQ frozen with SIGSTOP
-for 20 s mid-stream. The transmitter notices (heartbeats), reconnects with capped backoff, /health
-keeps answering within 1 s throughout, deliveries of the old channel are never acked on the new
-one (the broker redelivers them: duplicates, printed), and every event is delivered.
+for 20 s mid-stream, (3) SIGTERM while RabbitMQ is frozen. The transmitter notices (heartbeats),
+reconnects with capped backoff, /health keeps answering within 1 s throughout, deliveries of the
+old channel are never acked on the new one (the broker redelivers them: duplicates, printed), a
+stop is not held up by the frozen broker, and every event is delivered.
 
 The broker is shared by every integration test: it is left running and thawed, even on failure."""
 
 import re
+import signal
 import time
 
 from harness import HealthProbe, check, log, main
@@ -77,6 +79,57 @@ def freeze_phase(case, t, probe):
     return fig
 
 
+def stop_frozen_phase(case):
+    """SIGTERM and a frozen broker whose connection is not yet known to be lost (heartbeats 30 s),
+    both ways round: (a) frozen, then SIGTERM: basic.cancel gets no answer; (b) SIGTERM (cancel
+    answered), then frozen while a held request drains: connection.close gets no answer. Either
+    waits as long as CONNECT_TIMEOUT_S (60 s here) unless the stop cuts it short. The next start
+    delivers everything."""
+    shutdown_s = 15
+    hold_s = 6
+    ids = []
+    for order in ("freeze-then-stop", "stop-then-freeze"):
+        case.receiver.clear_faults()
+        case.receiver.fault(delay_s=0.05)
+        t = case.another_transmitter(order, BATCH_SIZE=50, BATCH_INTERVAL_S=1, RABBITMQ_HEARTBEAT_S=30,
+                                     CONNECT_TIMEOUT_S=60, SHUTDOWN_TIMEOUT_S=shutdown_s)
+        t.start()
+        t.wait_ready()
+        before = case.receiver.counts()["unique_events"]
+        ids += case.publish(6_000, prefix=order)
+        case.wait_for_count(before + 500, 60)
+        try:
+            if order == "freeze-then-stop":
+                case.devenv.broker("pause")
+                t0 = time.monotonic()
+                t.signal(signal.SIGTERM)
+            else:
+                case.receiver.clear_faults()
+                case.receiver.fault(delay_s=hold_s, count=2)
+                time.sleep(0.5)  # the next requests are on the wire, held
+                t0 = time.monotonic()
+                t.signal(signal.SIGTERM)
+                t.wait_log(r"Received Terminated", 5)
+                time.sleep(0.5)  # basic.cancel answered
+                case.devenv.broker("pause")
+            status = t.wait_exit(120)
+            took = time.monotonic() - t0
+        finally:
+            case.devenv.broker("resume")
+        log(f"{order}: the transmitter exited {status} {took:.1f} s after SIGTERM")
+        check(status == 0, f"{order}: exit status 0")
+        check(took < shutdown_s + 5, f"{order}: exited within SHUTDOWN_TIMEOUT_S + 5 s ({took:.1f} s), "
+              f"not after CONNECT_TIMEOUT_S")
+    case.receiver.clear_faults()
+    t = case.another_transmitter("after-frozen-stop", BATCH_SIZE=50, BATCH_INTERVAL_S=1)
+    t.start()
+    case.wait_delivered(ids, timeout=120)
+    case.wait_settled(timeout=60)
+    fig = case.account(ids, name="fault_broker stop while frozen")
+    check(t.stop() == 0, "the next transmitter: SIGTERM, exit status 0")
+    return fig
+
+
 def body(case):
     case.declare()
     case.receiver.fault(delay_s=0.05)  # ~2000 events/s: each fault lands mid-stream
@@ -100,8 +153,13 @@ def body(case):
     text = t.log_text()
     check("PRECONDITION_FAILED" not in text and "unknown delivery tag" not in text,
           "no ack went out with a delivery tag the channel did not know")
-    log(f"FIGURE fault_broker: restart {f1}; freeze {f2}")
     check(t.stop() == 0, "SIGTERM: exit status 0")
+    try:
+        f3 = stop_frozen_phase(case)
+    finally:
+        case.devenv.heal()
+    check(f3["dead_letter_queue"] == 0, "nothing dead-lettered")
+    log(f"FIGURE fault_broker: restart {f1}; freeze {f2}; stop while frozen {f3}")
 
 
 if __name__ == "__main__":
