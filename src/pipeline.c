@@ -945,6 +945,9 @@ int pipeline_reconfigure(Pipeline *p, const Config *c) {
                 return r;
         sender_set_timeouts(p->sender, (usec_t) c->request_timeout_s * USEC_PER_SEC,
                             (usec_t) c->connect_timeout_s * USEC_PER_SEC);
+        r = sender_set_max_connections(p->sender, c->max_in_flight);
+        if (r < 0)
+                return r;
         dispatch(p);
         return 0;
 }

@@ -342,10 +342,11 @@ int sender_new(sd_event *e, const SenderSettings *settings, Sender **ret) {
         if (curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_callback) != CURLM_OK ||
             curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s) != CURLM_OK ||
             curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_callback) != CURLM_OK ||
-            curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s) != CURLM_OK ||
-            curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) MAX(settings->max_connections, 1u)) != CURLM_OK ||
-            curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long) MAX(settings->max_connections, 1u)) != CURLM_OK)
+            curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s) != CURLM_OK)
                 return -EIO;
+        r = sender_set_max_connections(s, settings->max_connections);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(s);
         return 0;
@@ -388,6 +389,15 @@ int sender_set_token(Sender *s, const char *token) {
                 explicit_bzero(s->authorization, strlen(s->authorization));
         free(s->authorization);
         s->authorization = h;
+        return 0;
+}
+
+int sender_set_max_connections(Sender *s, unsigned n) {
+        /* As many connections as requests may be in flight: a request that curl queued behind
+         * the cap would spend its CURLOPT_TIMEOUT waiting for a connection. */
+        if (curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) MAX(n, 1u)) != CURLM_OK ||
+            curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long) MAX(n, 1u)) != CURLM_OK)
+                return -EIO;
         return 0;
 }
 

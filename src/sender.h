@@ -48,6 +48,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Sender *, sender_free);
 /* NULL or "" sends no Authorization header. */
 int sender_set_token(Sender *s, const char *token);
 void sender_set_timeouts(Sender *s, usec_t request_timeout, usec_t connect_timeout);
+/* At most n connections to the destination (MAX_IN_FLIGHT). */
+int sender_set_max_connections(Sender *s, unsigned n);
 
 /* POSTs payload (which must stay valid until the callback) with the headers of DESIGN §3. */
 int sender_post(Sender *s, const char *batch_id, const void *payload, size_t size, SenderCallback callback,

@@ -257,7 +257,17 @@ class Transmitter:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = None
         self.log_path = os.path.join(case.workdir, "transmitter.log")
+        self.config_path = "/dev/null"  # write_config() gives it a file that SIGHUP re-reads
         self.starts = 0
+
+    def write_config(self, **settings):
+        """Writes the configuration file (KEY=VALUE lines, TRANSMITTER_ prefixed) the next start or
+        SIGHUP reads; the environment still wins over it, so these keys must not be in settings."""
+        self.config_path = os.path.join(self.case.workdir, "transmitter.conf")
+        with open(self.config_path + ".tmp", "w") as f:
+            for k, v in settings.items():
+                f.write(f"TRANSMITTER_{k}={v}\n")
+        os.replace(self.config_path + ".tmp", self.config_path)
 
     def environment(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSMITTER_")}
@@ -273,7 +283,7 @@ class Transmitter:
         out = open(self.log_path, "ab")
         out.write(f"---- start {self.starts} ----\n".encode())
         out.flush()
-        self.proc = subprocess.Popen([*wrapper, TRANSMITTER_BIN, "--config", "/dev/null"], env=self.environment(),
+        self.proc = subprocess.Popen([*wrapper, TRANSMITTER_BIN, "--config", self.config_path], env=self.environment(),
                                      stdout=out, stderr=subprocess.STDOUT)
         if wait:
             wait_for(lambda: self.proc.poll() is not None or http_get(self.base + "/health", 1)[0] == 200,
