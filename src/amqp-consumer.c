@@ -449,6 +449,10 @@ static int session_open(AmqpConsumer *c, char *error, size_t size) {
         if (check_reply(c, "basic.consume", error, size) < 0)
                 return -EPROTO;
         c->consumer_tag = amqp_bytes_malloc_dup(consume_ok->consumer_tag);
+        if (!c->consumer_tag.bytes) {
+                snprintf(error, size, "out of memory");
+                return -ENOMEM;
+        }
         c->consuming = true;
         return 0;
 }
