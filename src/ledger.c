@@ -4,8 +4,10 @@
 #include <libpq-fe.h>
 #include <stdio.h>
 
+#include "host-lookup.h"
 #include "ledger.h"
 #include "log.h"
+#include "pg-targets.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
 /* Capped low: while the database is away no ack goes out and consumption stops at the prefetch
@@ -48,6 +50,10 @@ struct Ledger {
         void *userdata;
 
         PGconn *conn;
+        HostLookup *lookup;  /* the host names of this attempt, before PQconnectStartParams() */
+        char **lookup_hosts; /* libpq's host list, while lookup runs */
+        size_t n_lookup_hosts;
+        char *lookup_port;
         LedgerState state;
         sd_event_source *io;
         int io_fd;
@@ -129,7 +135,16 @@ static void arm_timer(Ledger *l, usec_t delay) {
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_ONESHOT);
 }
 
+static void lookup_done(Ledger *l) {
+        l->lookup = host_lookup_free(l->lookup);
+        pg_list_free(l->lookup_hosts);
+        l->lookup_hosts = NULL;
+        l->n_lookup_hosts = 0;
+        l->lookup_port = mfree(l->lookup_port);
+}
+
 static void close_connection(Ledger *l) {
+        lookup_done(l);
         l->io = sd_event_source_disable_unref(l->io);
         l->io_fd = -EBADF;
         if (l->conn) {
@@ -457,12 +472,14 @@ static void ledger_schedule(Ledger *l) {
                 (void) sd_event_source_set_enabled(l->flush, SD_EVENT_ONESHOT);
 }
 
-static int ledger_connect(Ledger *l) {
+/* host, hostaddr, port: NULL leaves them to the URL. */
+static int connect_start(Ledger *l, const char *host, const char *hostaddr, const char *port) {
+        /* After dbname, so that they win over the URL's. */
         static const char *const keys[] = {
                 "dbname", "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
-                "keepalives_count", NULL,
+                "keepalives_count", "host", "hostaddr", "port", NULL,
         };
-        const char *values[] = { l->url, "transmitter", "1", "10", "5", "3", NULL };
+        const char *values[] = { l->url, "transmitter", "1", "10", "5", "3", host, hostaddr, port, NULL };
 
         l->conn = PQconnectStartParams(keys, values, 1);
         if (!l->conn)
@@ -471,13 +488,104 @@ static int ledger_connect(Ledger *l) {
                 connection_lost(l, pq_error(l->conn));
                 return 0;
         }
-        l->state = LEDGER_CONNECTING;
-        /* libpq's connect_timeout does not apply to PQconnectPoll: bound the attempt ourselves. */
-        arm_timer(l, l->connect_timeout);
         /* Before the first PQconnectPoll, behave as if it had said "writing". */
         if (update_io(l, EPOLLOUT) < 0)
                 connection_lost(l, "no socket");
         return 0;
+}
+
+/* The lookup's answers as pg_targets_expand() takes them; -ENOENT naming the first host nothing
+ * was found for when none is left. */
+static int lookup_targets(Ledger *l, char **ret_host, char **ret_hostaddr, char **ret_port, char *why,
+                          size_t why_size) {
+        _cleanup_free_ char *const **addresses = calloc(l->n_lookup_hosts, sizeof *addresses);
+        _cleanup_free_ size_t *n_addresses = calloc(l->n_lookup_hosts, sizeof *n_addresses);
+        int r;
+
+        if (!addresses || !n_addresses)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n_lookup_hosts; i++)
+                addresses[i] = host_lookup_addresses(l->lookup, i, &n_addresses[i]);
+        r = pg_targets_expand(l->lookup_hosts, l->n_lookup_hosts, l->lookup_port, addresses, n_addresses, ret_host,
+                              ret_hostaddr, ret_port);
+        if (r == -ENOENT)
+                for (size_t i = 0; i < l->n_lookup_hosts; i++)
+                        if (pg_host_needs_lookup(l->lookup_hosts[i])) {
+                                snprintf(why, why_size, "could not translate host name \"%s\" to address: %s",
+                                         l->lookup_hosts[i], strempty(host_lookup_error(l->lookup, i)));
+                                break;
+                        }
+        return r;
+}
+
+static void on_lookup_done(HostLookup *lookup, void *userdata) {
+        Ledger *l = userdata;
+        _cleanup_free_ char *host = NULL, *hostaddr = NULL, *port = NULL;
+        char why[512] = "out of memory";
+        int r;
+
+        r = lookup_targets(l, &host, &hostaddr, &port, why, sizeof why);
+        if (r < 0 && r != -EINVAL) {
+                connection_lost(l, why);
+                return;
+        }
+        lookup_done(l);
+        /* -EINVAL: hosts and ports do not pair up, which libpq says better (before any lookup). */
+        r = connect_start(l, host, hostaddr, port);
+        if (r < 0)
+                connection_lost(l, "out of memory");
+}
+
+/* Starts looking up the URL's host names when libpq would (blocking the loop): 1. 0 with
+ * nothing started when it would not. */
+static int lookup_start(Ledger *l) {
+        PQconninfoOption *options = PQconninfoParse(l->url, NULL);
+        const char *host = NULL, *hostaddr = NULL, *port = NULL;
+        bool needed = false;
+        int r = 0;
+
+        if (!options)
+                return 0; /* libpq will say what is wrong with the URL */
+        for (const PQconninfoOption *o = options; o->keyword; o++)
+                if (streq(o->keyword, "host"))
+                        host = o->val;
+                else if (streq(o->keyword, "hostaddr"))
+                        hostaddr = o->val;
+                else if (streq(o->keyword, "port"))
+                        port = o->val;
+
+        if (host && isempty(hostaddr)) {
+                r = pg_list_split(host, &l->lookup_hosts, &l->n_lookup_hosts);
+                for (size_t i = 0; r >= 0 && i < l->n_lookup_hosts; i++)
+                        needed = needed || pg_host_needs_lookup(l->lookup_hosts[i]);
+        }
+        if (r >= 0 && needed && port && !(l->lookup_port = strdup(port)))
+                r = -ENOMEM;
+        if (r >= 0 && needed) {
+                r = host_lookup_start(l->event, l->lookup_hosts, l->n_lookup_hosts, on_lookup_done, l, &l->lookup);
+                if (r >= 0)
+                        r = 1;
+        }
+        PQconninfoFree(options);
+        if (r <= 0)
+                lookup_done(l);
+        return r;
+}
+
+static int ledger_connect(Ledger *l) {
+        int r;
+
+        l->state = LEDGER_CONNECTING;
+        /* libpq's connect_timeout does not apply to PQconnectPoll: bound the attempt ourselves. */
+        arm_timer(l, l->connect_timeout);
+        r = lookup_start(l);
+        if (r < 0) {
+                connection_lost(l, "out of memory");
+                return 0;
+        }
+        if (r > 0)
+                return 0;
+        return connect_start(l, NULL, NULL, NULL);
 }
 
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {

@@ -258,6 +258,7 @@ class Transmitter:
         self.proc = None
         self.log_path = os.path.join(case.workdir, "transmitter.log")
         self.config_path = "/dev/null"  # write_config() gives it a file that SIGHUP re-reads
+        self.wrapper = []  # argv prefix the daemon runs under (e.g. a mount namespace)
         self.starts = 0
 
     def write_config(self, **settings):
@@ -283,7 +284,8 @@ class Transmitter:
         out = open(self.log_path, "ab")
         out.write(f"---- start {self.starts} ----\n".encode())
         out.flush()
-        self.proc = subprocess.Popen([*wrapper, TRANSMITTER_BIN, "--config", self.config_path], env=self.environment(),
+        self.proc = subprocess.Popen([*self.wrapper, *wrapper, TRANSMITTER_BIN, "--config", self.config_path],
+                                     env=self.environment(),
                                      stdout=out, stderr=subprocess.STDOUT)
         if wait:
             wait_for(lambda: self.proc.poll() is not None or http_get(self.base + "/health", 1)[0] == 200,
