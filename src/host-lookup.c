@@ -8,55 +8,47 @@
 
 #include "host-lookup.h"
 
-/* What the thread and the loop share; the last of the two to let go frees it. */
+/* What the thread writes for one name; the loop reads it after the eventfd says done. */
+typedef struct Answer {
+        char *addresses[HOST_LOOKUP_ADDRESSES_MAX];
+        size_t n_addresses;
+        char error[128];
+} Answer;
+
+/* What the thread and the loop share; the last of the two to let go frees it, so that an
+ * abandoned lookup's thread still has somewhere to write. */
 typedef struct Job {
         atomic_int refs;
         int fd; /* eventfd: the thread signals it when done */
         size_t n;
         char **names;
-        char *addresses[][HOST_LOOKUP_ADDRESSES_MAX];
+        Answer answers[];
 } Job;
-
-/* After the addresses, in the job's allocation, so that an abandoned lookup's thread still has
- * somewhere to write. */
-typedef struct Answer {
-        size_t n_addresses;
-        char error[128];
-} Answer;
 
 struct HostLookup {
         Job *job;
-        Answer *answers; /* written by the thread, read by the loop after the eventfd says done */
         sd_event_source *source;
         HostLookupDone done;
         void *userdata;
 };
-
-static size_t job_size(size_t n) {
-        return sizeof(Job) + n * sizeof(((Job *) NULL)->addresses[0]) + n * sizeof(Answer);
-}
-
-static Answer *job_answers(Job *j) {
-        return (Answer *) ((uint8_t *) j + sizeof(Job) + j->n * sizeof(j->addresses[0]));
-}
 
 static void job_unref(Job *j) {
         if (!j || atomic_fetch_sub(&j->refs, 1) > 1)
                 return;
         for (size_t i = 0; i < j->n; i++) {
                 free(j->names[i]);
-                for (size_t k = 0; k < HOST_LOOKUP_ADDRESSES_MAX; k++)
-                        free(j->addresses[i][k]);
+                for (size_t k = 0; k < j->answers[i].n_addresses; k++)
+                        free(j->answers[i].addresses[k]);
         }
         free(j->names);
         safe_close(j->fd);
         free(j);
 }
 
-static void lookup_one(Job *j, size_t i, Answer *a) {
+static void lookup_one(const char *name, Answer *a) {
         /* As libpq asks: every family, no flags. */
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
-        int r = getaddrinfo(j->names[i], NULL, &hints, &res);
+        int r = getaddrinfo(name, NULL, &hints, &res);
 
         if (r != 0) {
                 snprintf(a->error, sizeof a->error, "%s", r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
@@ -72,11 +64,11 @@ static void lookup_one(Job *j, size_t i, Answer *a) {
                 if (!addr || !inet_ntop(ai->ai_family, addr, text, sizeof text))
                         continue;
                 for (size_t k = 0; k < a->n_addresses; k++)
-                        seen = seen || streq(j->addresses[i][k], text);
+                        seen = seen || streq(a->addresses[k], text);
                 if (seen)
                         continue;
-                j->addresses[i][a->n_addresses] = strdup(text);
-                if (j->addresses[i][a->n_addresses])
+                a->addresses[a->n_addresses] = strdup(text);
+                if (a->addresses[a->n_addresses])
                         a->n_addresses++;
         }
         freeaddrinfo(res);
@@ -86,10 +78,9 @@ static void lookup_one(Job *j, size_t i, Answer *a) {
 
 static void *lookup_thread(void *userdata) {
         Job *j = userdata;
-        Answer *answers = job_answers(j);
 
         for (size_t i = 0; i < j->n; i++)
-                lookup_one(j, i, &answers[i]);
+                lookup_one(j->names[i], &j->answers[i]);
         (void) eventfd_write(j->fd, 1);
         job_unref(j);
         return NULL;
@@ -117,14 +108,13 @@ int host_lookup_start(sd_event *e, char *const *names, size_t n, HostLookupDone 
         l->done = done;
         l->userdata = userdata;
 
-        j = calloc(1, job_size(n));
+        j = calloc(1, sizeof *j + n * sizeof j->answers[0]);
         if (!j)
                 return -ENOMEM;
         atomic_init(&j->refs, 1);
         j->n = n;
         j->fd = -EBADF;
         l->job = j;
-        l->answers = job_answers(j);
         j->names = calloc(n, sizeof *j->names);
         if (!j->names)
                 return -ENOMEM;
@@ -161,12 +151,12 @@ int host_lookup_start(sd_event *e, char *const *names, size_t n, HostLookupDone 
 }
 
 char *const *host_lookup_addresses(const HostLookup *l, size_t i, size_t *n_ret) {
-        *n_ret = l->answers[i].n_addresses;
-        return l->job->addresses[i];
+        *n_ret = l->job->answers[i].n_addresses;
+        return l->job->answers[i].addresses;
 }
 
 const char *host_lookup_error(const HostLookup *l, size_t i) {
-        return isempty(l->answers[i].error) ? NULL : l->answers[i].error;
+        return isempty(l->job->answers[i].error) ? NULL : l->job->answers[i].error;
 }
 
 HostLookup *host_lookup_free(HostLookup *l) {
