@@ -80,7 +80,8 @@ static void *lookup_thread(void *userdata) {
         Job *j = userdata;
 
         for (size_t i = 0; i < j->n; i++)
-                lookup_one(j->names[i], &j->answers[i]);
+                if (!isempty(j->names[i]))
+                        lookup_one(j->names[i], &j->answers[i]);
         (void) eventfd_write(j->fd, 1);
         job_unref(j);
         return NULL;
@@ -94,7 +95,7 @@ static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata)
         return 0;
 }
 
-int host_lookup_start(sd_event *e, char *const *names, size_t n, HostLookupDone done, void *userdata,
+int host_lookup_start(sd_event *e, const char *const *names, size_t n, HostLookupDone done, void *userdata,
                       HostLookup **ret) {
         _cleanup_(host_lookup_freep) HostLookup *l = NULL;
         pthread_attr_t attr;

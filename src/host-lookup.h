@@ -11,10 +11,11 @@
 #define HOST_LOOKUP_ADDRESSES_MAX 8
 
 typedef struct HostLookup HostLookup;
-/* Called once, from the event loop, when every name has an answer. */
+/* Called once, from the event loop, when every name has an answer. An empty name is skipped
+ * (no addresses, no error), so that callers can keep their indices. */
 typedef void (*HostLookupDone)(HostLookup *lookup, void *userdata);
 
-int host_lookup_start(sd_event *e, char *const *names, size_t n, HostLookupDone done, void *userdata,
+int host_lookup_start(sd_event *e, const char *const *names, size_t n, HostLookupDone done, void *userdata,
                       HostLookup **ret);
 /* The numeric addresses found for names[i] (at most HOST_LOOKUP_ADDRESSES_MAX, none when the
  * lookup failed: then host_lookup_error() says why). */

@@ -562,7 +562,16 @@ static int lookup_start(Ledger *l) {
         if (r >= 0 && needed && port && !(l->lookup_port = strdup(port)))
                 r = -ENOMEM;
         if (r >= 0 && needed) {
-                r = host_lookup_start(l->event, l->lookup_hosts, l->n_lookup_hosts, on_lookup_done, l, &l->lookup);
+                /* Only the names: a socket directory would go to the DNS as a name. */
+                _cleanup_free_ const char **names = calloc(l->n_lookup_hosts, sizeof *names);
+
+                if (!names)
+                        r = -ENOMEM;
+                for (size_t i = 0; names && i < l->n_lookup_hosts; i++)
+                        names[i] = pg_host_needs_lookup(l->lookup_hosts[i]) ? l->lookup_hosts[i] : "";
+                if (names)
+                        r = host_lookup_start(l->event, names, l->n_lookup_hosts, on_lookup_done, l,
+                                              &l->lookup);
                 if (r >= 0)
                         r = 1;
         }
