@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <sysexits.h>
 
-#include "config-read.h"
-#include "daemon.h"
-#include "ledger.h"
-#include "log.h"
-#include "sender.h"
+#include "daemon/config-read.h"
+#include "daemon/daemon.h"
+#include "http/sender.h"
+#include "os/log.h"
+#include "pg/ledger.h"
 #include "version.h"
 
 static void help(void) {

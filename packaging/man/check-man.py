@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Keeps the man pages in step with the code.
 
-transmitter.conf(5) must list every setting of the CONFIG_SETTINGS table in src/config.c, in
+transmitter.conf(5) must list every setting of the CONFIG_SETTINGS table in src/core/config.c, in
 the table's order, each with the table's default, its accepted range and whether a reload
 applies it; and the daemon built from that code must know exactly those settings
 (`transmitter --check-config` prints them all). transmitter(8) must describe every option of
 `transmitter --help`, and no other.
 
-    check-man.py --config-c src/config.c --conf-man BUILD/transmitter.conf.5.scd \\
+    check-man.py --config-c src/core/config.c --conf-man BUILD/transmitter.conf.5.scd \\
                  --daemon-man BUILD/transmitter.8.scd --binary BUILD/src/transmitter
 
 The man sources are the configured .scd files (meson substitutes @datadir@ and friends), so
@@ -168,14 +168,14 @@ def check_range(c, row, accepted, sources, code):
     where = f"transmitter.conf(5) {PREFIX}{name} Accepted: {accepted!r}"
     if kind in ("U16", "UNSIGNED", "SIZE", "INT"):
         c.check(re.search(rf"(?<![\d.]){lo}-{hi}(?![\d.])", accepted) is not None,
-                f"{where}: expected the range {lo}-{hi} of src/config.c")
+                f"{where}: expected the range {lo}-{hi} of src/core/config.c")
     elif kind == "DECIMAL":
         c.check(re.search(rf"(?<![\d.]){lo}(\.0)?-{hi}(\.0)?(?![\d.])", accepted) is not None,
-                f"{where}: expected the range {lo}.0-{hi} of src/config.c")
+                f"{where}: expected the range {lo}.0-{hi} of src/core/config.c")
     elif kind == "NAME":
-        c.check(f"{lo}-{hi} bytes" in accepted, f"{where}: expected '{lo}-{hi} bytes' (src/config.c)")
+        c.check(f"{lo}-{hi} bytes" in accepted, f"{where}: expected '{lo}-{hi} bytes' (src/core/config.c)")
     elif kind == "SECRET":
-        c.check(f"up to {hi} bytes" in accepted, f"{where}: expected 'up to {hi} bytes' (src/config.c)")
+        c.check(f"up to {hi} bytes" in accepted, f"{where}: expected 'up to {hi} bytes' (src/core/config.c)")
     elif kind == "PATH":
         c.check("path" in accepted, f"{where}: expected 'a path'")
     elif kind == "BOOL":
@@ -183,9 +183,9 @@ def check_range(c, row, accepted, sources, code):
     elif kind in ("LOG_LEVEL", "QUEUE_TYPE"):
         what = "unknown log level" if kind == "LOG_LEVEL" else "unknown queue type"
         words = accepted_from_code(code, what)
-        if c.check(words is not None, f"src/config.c: no '{what} (accepted: ...)' message to compare with"):
+        if c.check(words is not None, f"src/core/config.c: no '{what} (accepted: ...)' message to compare with"):
             c.check(all(re.search(rf"\b{re.escape(w)}\b", accepted) for w in words),
-                    f"{where}: expected every one of {', '.join(words)} (src/config.c)")
+                    f"{where}: expected every one of {', '.join(words)} (src/core/config.c)")
     elif kind == "URL_AMQP":
         c.check("amqp://" in accepted and "amqps://" in accepted, f"{where}: expected amqp:// and amqps://")
     elif kind == "URL_POSTGRES":
@@ -194,7 +194,7 @@ def check_range(c, row, accepted, sources, code):
     elif kind == "URL_HTTP":
         c.check("https://" in accepted, f"{where}: expected https://")
     else:
-        c.check(False, f"{PREFIX}{name}: kind {kind} of src/config.c is unknown to check-man.py: teach it")
+        c.check(False, f"{PREFIX}{name}: kind {kind} of src/core/config.c is unknown to check-man.py: teach it")
 
 
 def main():
@@ -218,7 +218,7 @@ def main():
             k, _, v = line.partition("=")
             effective[k.removeprefix(PREFIX)] = v
     c.check(list(effective) == [row["name"] for row in rows],
-            "transmitter --check-config prints other settings than src/config.c's table: "
+            "transmitter --check-config prints other settings than src/core/config.c's table: "
             f"{sorted(set(effective) ^ {row['name'] for row in rows})}")
 
     # transmitter.conf(5): every setting, in order, with its default, range and reload class.
@@ -227,11 +227,11 @@ def main():
     table_names = [row["name"] for row in rows]
     missing = [n for n in table_names if n not in names]
     extra = [n for n in names if n not in table_names]
-    c.check(not missing, f"transmitter.conf(5) lacks settings of src/config.c: {missing}")
-    c.check(not extra, f"transmitter.conf(5) lists settings src/config.c does not know: {extra}")
+    c.check(not missing, f"transmitter.conf(5) lacks settings of src/core/config.c: {missing}")
+    c.check(not extra, f"transmitter.conf(5) lists settings src/core/config.c does not know: {extra}")
     c.check(len(names) == len(set(names)), "transmitter.conf(5) lists a setting twice")
     if not missing and not extra:
-        c.check(names == table_names, "transmitter.conf(5) lists the settings in another order than src/config.c")
+        c.check(names == table_names, "transmitter.conf(5) lists the settings in another order than src/core/config.c")
 
     fields = dict(entries)
     for row in rows:
@@ -246,7 +246,7 @@ def main():
             shown = f["Default"]
             if row["default"] is not None:
                 c.check(shown == row["default"],
-                        f"{where} Default: {shown!r}, src/config.c says {row['default']!r}")
+                        f"{where} Default: {shown!r}, src/core/config.c says {row['default']!r}")
             else:
                 value = effective.get(name)
                 if value == "":
@@ -260,7 +260,7 @@ def main():
         if "Changed by" in f:
             expect = "systemctl reload" if row["reload"] else "systemctl restart"
             c.check(f["Changed by"] == expect,
-                    f"{where} Changed by: {f['Changed by']!r}, src/config.c says {expect!r}")
+                    f"{where} Changed by: {f['Changed by']!r}, src/core/config.c says {expect!r}")
 
     # transmitter(8): the options of --help, and no other.
     r = run_binary(a.binary, "--help")

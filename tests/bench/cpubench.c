@@ -6,9 +6,9 @@
  *   cpubench events.ndjson [--batch 100] [--level 6] [--min-seconds 1]
  *
  * Stages, each over every event of the file, repeated until --min-seconds of CPU:
- *   json_check       json_check_event() on each body (src/json-check.c, the daemon's own code)
- *   batch_id         the UUIDv5 batch id over the event ids (src/uuid.c)
- *   envelope_zlib    envelope_encode() (src/envelope.c): deflate fed body by body, as the daemon does
+ *   json_check       json_check_event() on each body (src/core/json-check.c, the daemon's own code)
+ *   batch_id         the UUIDv5 batch id over the event ids (src/core/uuid.c)
+ *   envelope_zlib    envelope_encode() (src/core/envelope.c): deflate fed body by body, as the daemon does
  *   copy             one memcpy of each body into a contiguous batch buffer (the envelope assembled raw)
  *   zlib_oneshot     that buffer through one deflate() call (same level, same window)
  *   libdeflate       libdeflate_gzip_compress() of that buffer (same level)       [-DHAVE_LIBDEFLATE]
@@ -17,8 +17,8 @@
  * ("CPUBENCH {...}") follows the table.
  *
  * Build (with the daemon's own sources; tests/bench/run.sh does this):
- *   gcc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o cpubench tests/bench/cpubench.c src/json-check.c src/uuid.c \
- *       src/envelope.c src/buffer.c src/util.c -lz [-DHAVE_LIBDEFLATE -ldeflate] [-DHAVE_ISAL -lisal]
+ *   gcc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o cpubench tests/bench/cpubench.c src/core/json-check.c src/core/uuid.c \
+ *       src/core/envelope.c src/util/buffer.c src/util/util.c -lz [-DHAVE_LIBDEFLATE -ldeflate] [-DHAVE_ISAL -lisal]
  * (libdeflate-dev and libisal-dev are optional: without them those lines are left out.)
  */
 #include <errno.h>
@@ -37,9 +37,9 @@
 #include <isa-l/igzip_lib.h>
 #endif
 
-#include "envelope.h"
-#include "json-check.h"
-#include "uuid.h"
+#include "core/envelope.h"
+#include "core/json-check.h"
+#include "core/uuid.h"
 
 typedef struct Event {
         const char *body;

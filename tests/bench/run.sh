@@ -89,7 +89,7 @@ cpu_flags=()
 [[ -f /usr/include/libdeflate.h ]] && cpu_flags+=(-DHAVE_LIBDEFLATE -ldeflate)
 [[ -f /usr/include/isa-l/igzip_lib.h ]] && cpu_flags+=(-DHAVE_ISAL -lisal)
 gcc -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -I"$root/src" -o "$dir/bin/cpubench" "$here/cpubench.c" \
-        "$root/src/json-check.c" "$root/src/uuid.c" "$root/src/envelope.c" "$root/src/buffer.c" "$root/src/util.c" \
+        "$root/src/core/json-check.c" "$root/src/core/uuid.c" "$root/src/core/envelope.c" "$root/src/util/buffer.c" "$root/src/util/util.c" \
         -lz ${cpu_flags[@]+"${cpu_flags[@]}"} || { log "cpubench did not build (src/ changed?); going on without it"; rm -f "$dir/bin/cpubench"; }
 
 log "starting the environment in $dir"

@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 
-#include "ack-tracker.h"
+#include "core/ack-tracker.h"
 
 /* A model of one channel at the broker, with RabbitMQ's semantics (rabbit_channel's
  * collect_acks): a frame's tag must be outstanding, or the channel fails with "unknown

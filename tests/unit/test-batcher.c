@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 
-#include "batcher.h"
-#include "envelope.h"
+#include "core/batcher.h"
+#include "core/envelope.h"
 
 #define S(x) ((usec_t) (x) * USEC_PER_SEC)
 

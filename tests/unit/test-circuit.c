@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 
-#include "circuit.h"
+#include "core/circuit.h"
 
 #define S(x) ((usec_t) (x) * USEC_PER_SEC)
 

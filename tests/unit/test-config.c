@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Unit tests of src/config.c.
+/* Unit tests of src/core/config.c.
  *
  * The shipped conf/transmitter.conf is read from CONF_FILE_PATH: by default relative to the
  * working directory, so run the binary from the repository root, or build it with
@@ -11,8 +11,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "log.h"
+#include "core/config.h"
+#include "os/log.h"
 
 #ifndef CONF_FILE_PATH
 #define CONF_FILE_PATH "conf/transmitter.conf"

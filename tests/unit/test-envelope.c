@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "envelope.h"
+#include "core/envelope.h"
 
 #define BATCH_ID "2ed6657d-e927-568b-95e1-2665a8aea6a2"
 

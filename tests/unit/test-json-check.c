@@ -3,7 +3,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 
-#include "json-check.h"
+#include "core/json-check.h"
 
 /* A literal with its length, so that embedded NULs count. */
 #define L(s) (s), (sizeof(s) - 1)

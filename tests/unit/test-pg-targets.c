@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <criterion/criterion.h>
 
-#include "pg-targets.h"
-#include "util.h"
+#include "core/pg-targets.h"
+#include "util/util.h"
 
 Test(pg_targets, needs_lookup) {
         cr_expect(pg_host_needs_lookup("db.example.net"));

@@ -3,7 +3,7 @@
 #include <inttypes.h>
 #include <limits.h>
 
-#include "retry.h"
+#include "core/retry.h"
 
 #define S(x) ((usec_t) (x) * USEC_PER_SEC)
 

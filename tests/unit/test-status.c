@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "status.h"
+#include "core/status.h"
 
 /* 2026-12-01T21:34:42.737Z, and a later second */
 #define T0 1796160882737000ULL

@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 
-#include "uuid.h"
+#include "core/uuid.h"
 
 static void sha1_hex(const void *data, size_t size, char ret[static 41]) {
         uint8_t d[20];

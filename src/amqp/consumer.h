@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The RabbitMQ adapter. rabbitmq-c 0.11 blocks in login, in reading a message body and in
+ * some sends (DESIGN §11), so the connection lives on a thread of its own. The thread and
+ * the event loop talk only through two queues, each with an eventfd: events (deliveries,
+ * connection changes, dead-letter results) go to the loop, commands (acks, nacks,
+ * dead-letter publishes, cancel) go to the thread.
+ *
+ * Every connection has an epoch. A delivery carries the epoch it arrived on; commands for
+ * an earlier epoch are dropped by the thread, so nothing is ever acked on a newer channel
+ * than it was delivered on: the broker has already requeued it. */
+
+#include <amqp.h>
+#include <systemd/sd-event.h>
+
+#include "core/ack-tracker.h"
+#include "core/config.h"
+
+typedef struct AmqpConsumer AmqpConsumer;
+
+typedef struct AmqpDelivery AmqpDelivery;
+
+typedef enum AmqpEventType {
+        AMQP_EVENT_CONNECTED,     /* epoch */
+        AMQP_EVENT_DISCONNECTED,  /* epoch (0: a connect attempt failed), message */
+        AMQP_EVENT_DELIVERY,      /* delivery, owned by the handler from now on */
+        AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish */
+        AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
+        _AMQP_EVENT_TYPE_MAX,
+} AmqpEventType;
+
+typedef struct AmqpEvent {
+        AmqpEventType type;
+        uint64_t epoch;
+        AmqpDelivery *delivery;
+        bool ok;
+        char *message; /* NULL for deliveries */
+        struct AmqpEvent *next;
+} AmqpEvent;
+
+/* One allocation per message: this struct, then the body, then the routing key and the
+ * property strings that a dead-letter publish needs again. */
+struct AmqpDelivery {
+        uint64_t epoch;
+        uint64_t tag;
+        bool redelivered;
+        const void *body;
+        size_t body_size;
+        usec_t received_at; /* CLOCK_MONOTONIC */
+        const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
+        size_t event_id_len;
+        int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
+        long dead_letter_status; /* and the HTTP status behind it, 0: none */
+
+        AmqpEvent event;  /* how it travels to the loop */
+        amqp_bytes_t routing_key;
+        amqp_basic_properties_t properties;
+        amqp_pool_t headers_pool; /* the headers table, when the message has one */
+        bool has_headers_pool;
+        uint8_t data[];
+};
+
+AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);
+
+typedef void (*AmqpEventHandler)(AmqpConsumer *c, AmqpEvent *event, void *userdata);
+
+typedef struct AmqpSettings {
+        const char *url;
+        const char *ca_file;  /* amqps:// trust anchors */
+        const char *exchange;
+        const char *queue;
+        const char *dead_letter_exchange;
+        QueueType queue_type;
+        unsigned prefetch;
+        unsigned heartbeat_s;
+        unsigned connect_timeout_s;
+        const char *instance_id; /* shown as the connection name in the broker's UI */
+} AmqpSettings;
+
+/* Why a message is dead-lettered, carried as x-transmitter-* headers. */
+typedef struct DeadLetterReason {
+        char reason[32];   /* x-transmitter-reason: "not_json", "too_large", "http_400", ... */
+        long http_status;  /* x-transmitter-http-status, 0: none */
+        char batch_id[37]; /* x-transmitter-batch-id, "": none */
+} DeadLetterReason;
+
+int amqp_consumer_new(sd_event *e, const AmqpSettings *settings, AmqpEventHandler handler, void *userdata,
+                      AmqpConsumer **ret);
+/* Stops the thread and closes the connection: whatever is unacked goes back to the queue. */
+AmqpConsumer *amqp_consumer_free(AmqpConsumer *c);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpConsumer *, amqp_consumer_free);
+
+int amqp_consumer_start(AmqpConsumer *c);
+
+/* Sends acks/nacks for deliveries of epoch. */
+int amqp_consumer_settle(AmqpConsumer *c, uint64_t epoch, const AckCommand *commands, size_t n);
+
+/* Republishes the delivery to the dead-letter exchange with the reason headers, under
+ * publisher confirms. The delivery comes back in an AMQP_EVENT_DEAD_LETTERED event; the
+ * caller then acks it (ok), rejects it (refused by the broker), or leaves it to the broker
+ * (not published because the connection ends: it is redelivered). The caller must not touch
+ * the delivery meanwhile. */
+int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetterReason *reason);
+
+/* Stops consuming (basic.cancel); deliveries already on the way may still arrive. */
+int amqp_consumer_cancel(AmqpConsumer *c);
+
+bool amqp_consumer_is_connected(AmqpConsumer *c);

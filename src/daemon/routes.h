@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* The routes of the HTTP API (DESIGN §8), and the snapshot of the daemon's state that they and
+ * STATUS= are made from. */
+
+#include "api/server.h"
+#include "core/config.h"
+#include "core/status.h"
+#include "core/telemetry.h"
+#include "daemon/pipeline.h"
+
+typedef struct ApiContext {
+        Pipeline *pipeline;
+        Telemetry *telemetry;
+        const Config *const *config; /* the running configuration; replaced on reload */
+        usec_t started_at;           /* CLOCK_MONOTONIC */
+        const bool *stopping;        /* true once shutdown began: /ready answers 503; NULL: never */
+} ApiContext;
+
+/* The routes' userdata is an ApiContext. */
+extern const ApiRoute api_routes[];
+
+void status_snapshot_take(const ApiContext *ctx, StatusSnapshot *ret);

@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "util/util.h"
+
+int safe_close(int fd) {
+        if (fd >= 0) {
+                int saved = errno;
+                (void) close(fd);
+                errno = saved;
+        }
+        return -EBADF;
+}
+
+usec_t now(clockid_t clock) {
+        struct timespec ts;
+
+        if (clock_gettime(clock, &ts) < 0)
+                abort(); /* only for an invalid clock id: a programming error */
+        return (usec_t) ts.tv_sec * USEC_PER_SEC + (usec_t) ts.tv_nsec / NSEC_PER_USEC;
+}
+
+int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return negative_errno();
+
+        buf = malloc(max_size + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        for (;;) {
+                ssize_t n = read(fd, buf + size, max_size + 1 - size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (n == 0)
+                        break;
+                size += (size_t) n;
+                if (size > max_size)
+                        return -EFBIG;
+        }
+
+        buf[size] = '\0';
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = size;
+        return 0;
+}
+
+char *strstrip(char *s) {
+        char *e;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                e--;
+        *e = '\0';
+        return s;
+}
+
+
+#define WHITESPACE " \t\n\r\f\v"
+#define CONNINFO_KEYWORD_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+
+static size_t utf8_sequence_length(const unsigned char *p) {
+        unsigned char c = p[0];
+        uint32_t cp;
+        size_t n;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf)
+                n = 2, cp = c & 0x1f;
+        else if (c >= 0xe0 && c <= 0xef)
+                n = 3, cp = c & 0x0f;
+        else if (c >= 0xf0 && c <= 0xf4)
+                n = 4, cp = c & 0x07;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+                return 0;
+        return n;
+}
+
+char *text_sanitize(char *s) {
+        unsigned char *p = (unsigned char *) s;
+
+        while (*p) {
+                size_t n = utf8_sequence_length(p);
+
+                if (n == 0) {
+                        *p++ = '?';
+                        continue;
+                }
+                if (n == 1 && ((*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f))
+                        *p = ' ';
+                p += n;
+        }
+        return s;
+}
+
+uint64_t random_u64(void) {
+        static uint64_t state;
+        static bool seeded;
+        uint64_t z;
+
+        if (!seeded) {
+                if (getrandom(&state, sizeof state, GRND_NONBLOCK) != (ssize_t) sizeof state)
+                        state = now(CLOCK_MONOTONIC) ^ ((uint64_t) getpid() << 32);
+                seeded = true;
+        }
+        z = (state += UINT64_C(0x9e3779b97f4a7c15));
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        return z ^ (z >> 31);
+}
+
+/* "password", and libpq's "sslpassword". */
+static bool key_is_password(const char *key, size_t len) {
+        static const char suffix[] = "password";
+        size_t l = sizeof(suffix) - 1;
+
+        return len >= l && strncasecmp(key + len - l, suffix, l) == 0;
+}
+
+/* The end of a conninfo value starting at p: a single-quoted string with backslash escapes,
+ * or everything up to the next whitespace, as libpq reads it. NULL when a quote is open. */
+static const char *conninfo_value_end(const char *p) {
+        if (*p == '\'') {
+                for (p++; *p != '\''; p++) {
+                        if (!*p)
+                                return NULL;
+                        if (*p == '\\' && p[1])
+                                p++;
+                }
+                return p + 1;
+        }
+        while (*p && !strchr(WHITESPACE, *p)) {
+                if (*p == '\\' && p[1])
+                        p++;
+                p++;
+        }
+        return p;
+}
+
+/* Walks a libpq conninfo string ("keyword = value ..."). With out (room for strlen(s) plus
+ * 3 bytes per '=' in s), copies s there with the values of password keywords replaced by
+ * "***". Returns false when s is not a sequence of such pairs. */
+static bool conninfo_walk(const char *s, char *out) {
+        const char *p = s;
+        size_t n_pairs = 0;
+
+        for (;;) {
+                const char *start = p, *key, *value, *end;
+                size_t key_len;
+
+                p += strspn(p, WHITESPACE);
+                if (!*p) {
+                        if (out) {
+                                memcpy(out, start, (size_t) (p - start));
+                                out[p - start] = '\0';
+                        }
+                        return n_pairs > 0;
+                }
+                key = p;
+                key_len = strspn(p, CONNINFO_KEYWORD_CHARS);
+                if (key_len == 0)
+                        return false;
+                p += key_len;
+                p += strspn(p, WHITESPACE);
+                if (*p != '=')
+                        return false;
+                p++;
+                p += strspn(p, WHITESPACE);
+                value = p;
+                end = conninfo_value_end(value);
+                if (!end)
+                        return false;
+                if (out) {
+                        memcpy(out, start, (size_t) (value - start));
+                        out += value - start;
+                        if (key_is_password(key, key_len)) {
+                                memcpy(out, "***", 3);
+                                out += 3;
+                        } else {
+                                memcpy(out, value, (size_t) (end - value));
+                                out += end - value;
+                        }
+                }
+                p = end;
+                n_pairs++;
+        }
+}
+
+static char *conninfo_redact(const char *s) {
+        size_t n_eq = 0;
+        const char *pw;
+        char *out;
+
+        for (const char *p = s; *p; p++)
+                if (*p == '=')
+                        n_eq++;
+        out = malloc(strlen(s) + 3 * n_eq + 8);
+        if (!out)
+                return NULL;
+        if (conninfo_walk(s, out))
+                return out;
+
+        /* Not valid conninfo (an open quote, say), and it is only shown in the error that says
+         * so: hide everything from the first password keyword on. */
+        pw = strcasestr(s, "password");
+        if (!pw)
+                memcpy(out, s, strlen(s) + 1);
+        else
+                sprintf(out, "%.*spassword=***", (int) (pw - s), s);
+        return out;
+}
+
+/* The length of "scheme://" at the start of s, 0 when s does not start with one. */
+static size_t url_scheme_len(const char *s) {
+        size_t n = 0;
+
+        if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+                return 0;
+        n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+        return startswith(s + n, "://") ? n + 3 : 0;
+}
+
+/* amqp:// and postgresql:// URLs never hold an '@' but in the userinfo, so the userinfo
+ * ends at the last '@' before the query, even when a password holds an unescaped '/'
+ * (which url_redact() would take for the start of the path). A password may also hold an
+ * unescaped '?' or '#': with no '@' before the first of those, the last '@' anywhere ends
+ * it. That may hide more than the password of a URL with an '@' in its query, never less. */
+static char *userinfo_redact(const char *url, const char *authority) {
+        size_t n = strcspn(authority, "?#");
+        const char *at = NULL, *colon;
+        char *out;
+
+        for (const char *p = authority; p < authority + n; p++)
+                if (*p == '@')
+                        at = p;
+        if (!at)
+                at = strrchr(authority, '@');
+        if (!at)
+                return strdup(url);
+        colon = memchr(authority, ':', (size_t) (at - authority));
+        if (!colon)
+                return strdup(url);
+        if (asprintf(&out, "%.*s:***%s", (int) (colon - url), url, at) < 0)
+                return NULL;
+        return out;
+}
+
+/* Replaces the values of password parameters in the query (libpq reads
+ * "?password=..."). Takes ownership of url. */
+static char *query_redact(char *url) {
+        _cleanup_free_ char *in = url;
+        const char *q, *p;
+        size_t n_amp = 0;
+        char *out, *o;
+
+        q = strchr(in, '?');
+        if (!q)
+                return TAKE_PTR(in);
+        for (p = q; *p; p++)
+                if (*p == '&')
+                        n_amp++;
+        out = malloc(strlen(in) + 3 * (n_amp + 1) + 1);
+        if (!out)
+                return NULL;
+
+        o = mempcpy(out, in, (size_t) (q + 1 - in));
+        p = q + 1;
+        for (;;) {
+                size_t n = strcspn(p, "&#"), key_len = strcspn(p, "=&#");
+
+                if (key_len < n && key_is_password(p, key_len)) {
+                        o = mempcpy(o, p, key_len + 1);
+                        o = mempcpy(o, "***", 3);
+                } else
+                        o = mempcpy(o, p, n);
+                p += n;
+                if (*p != '&')
+                        break;
+                *o++ = *p++;
+        }
+        strcpy(o, p); /* the fragment, if any */
+        return out;
+}
+
+char *url_redact(const char *url) {
+        size_t l;
+        char *r;
+
+        if (!url)
+                return NULL;
+
+        l = url_scheme_len(url);
+        if (l == 0) {
+                const char *at;
+
+                if (strchr(url, '='))
+                        return conninfo_redact(url);
+                /* Something like "amqp//user:secret@host": no URL, but what precedes the '@'
+                 * may well be a password. */
+                at = strrchr(url, '@');
+                if (at) {
+                        if (asprintf(&r, "***%s", at) < 0)
+                                return NULL;
+                        return r;
+                }
+                return strdup(url);
+        }
+
+        r = userinfo_redact(url, url + l);
+        if (!r)
+                return NULL;
+        return query_redact(r);
+}
+
+bool conninfo_is_valid(const char *s) {
+        return url_scheme_len(s) == 0 && conninfo_walk(s, NULL);
+}
+
+const char *STRERROR(int error) {
+        const char *s = strerrordesc_np(abs(error));
+        return s ? s : "Unknown error";
+}
