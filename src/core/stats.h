@@ -31,6 +31,7 @@ typedef struct LedgerTotals {
 /* Counters since start, for /api/v1/stats, /metrics and STATUS=. */
 typedef struct PipelineStats {
         uint64_t events_received;
+        uint64_t events_redelivered; /* of those, marked redelivered by the broker */
         uint64_t events_sent;
         uint64_t events_dead_lettered[_DEAD_LETTER_KIND_MAX];
         uint64_t events_dead_lettered_http[PIPELINE_HTTP_STATUS_MAX];

@@ -155,6 +155,7 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
 
         events = json_object_new_object();
         json_object_object_add(events, "received", u64(st->events_received));
+        json_object_object_add(events, "redelivered", u64(st->events_redelivered));
         json_object_object_add(events, "sent", u64(st->events_sent));
         json_object_object_add(events, "requeued", u64(st->events_requeued));
         dead = json_object_new_object();

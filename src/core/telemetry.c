@@ -5,7 +5,7 @@
 
 struct Telemetry {
         MetricsRegistry *registry;
-        Metric *events_received, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
+        Metric *events_received, *events_redelivered, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
                 *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
                 *batch_events, *batch_bytes;
 };
@@ -69,6 +69,9 @@ int telemetry_new(Telemetry **ret) {
 
         if ((r = metrics_counter_new(reg, "transmitter_events_received_total",
                                      "Messages received from RabbitMQ.", NULL, &t->events_received)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_events_redelivered_total",
+                                     "Messages received that the broker had delivered before (redelivered flag).",
+                                     NULL, &t->events_redelivered)) < 0 ||
             (r = metrics_counter_new(reg, "transmitter_events_sent_total",
                                      "Events delivered to the destination (answered 2xx).", NULL, &t->events_sent)) < 0 ||
             (r = metrics_counter_new(reg, "transmitter_events_dead_lettered_total",
@@ -156,6 +159,7 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         /* Counters are copies of PipelineStats, so that /metrics, /api/v1/stats and STATUS= can
          * never disagree; only the per-code requests and the histograms live here. */
         set_counter(t->events_received, NULL, st->events_received);
+        set_counter(t->events_redelivered, NULL, st->events_redelivered);
         set_counter(t->events_sent, NULL, st->events_sent);
         status_foreach_dead_letter_reason(st, set_reason, t->events_dead_lettered);
         set_counter(t->batches, "sent", st->batches_sent);

@@ -698,6 +698,7 @@ static void on_delivery(Pipeline *p, AmqpDelivery *d) {
                 return;
         }
         p->stats.events_received++;
+        p->stats.events_redelivered += d->redelivered;
 
         if (p->stopping) {
                 /* Arrived after basic.cancel: give it back for another consumer. */

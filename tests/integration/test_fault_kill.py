@@ -46,6 +46,8 @@ def body(case):
     check(want <= set(events["ids"]), f"all {N} events delivered")
     fig = case.account(ids)
     check(fig["dead_letter_queue"] == 0, "nothing dead-lettered")
+    redelivered = t.metric("transmitter_events_redelivered_total")
+    check(redelivered and redelivered > 0, f"the last instance counted {redelivered} redelivered messages")
     check(t.stop() == 0, "SIGTERM: exit status 0")
 
     # A row a killed instance left unfinished is either marked failed 'interrupted' by the next

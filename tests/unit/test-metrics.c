@@ -529,6 +529,7 @@ Test(metrics, telemetry) {
         _cleanup_free_ char *text = NULL, *said = NULL;
         PipelineStats st = {
                 .events_received = 1234,
+                .events_redelivered = 34,
                 .events_sent = 1100,
                 .batches_sent = 11,
                 .batches_failed = 2,
@@ -571,6 +572,7 @@ Test(metrics, telemetry) {
         /* Counters are the snapshot's, as they are. */
         cr_assert(has_line(text, "transmitter_events_received_total 1234"), "%s", text);
         cr_assert(has_line(text, "transmitter_events_sent_total 1100"));
+        cr_assert(has_line(text, "transmitter_events_redelivered_total 34"));
         cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"not_json\"} 7"));
         cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"empty\"} 0"));
         cr_assert(has_line(text, "transmitter_events_dead_lettered_total{reason=\"too_large\"} 0"));

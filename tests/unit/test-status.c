@@ -239,6 +239,7 @@ Test(status, stats_busy) {
 
         stats = (PipelineStats) {
                 .events_received = 1234,
+                .events_redelivered = 34,
                 .events_sent = 1100,
                 .events_requeued = 7,
                 .batches_sent = 11,
@@ -281,6 +282,7 @@ Test(status, stats_busy) {
         cr_assert_eq(get_int(o, "batches_sent"), 11);
         cr_assert_eq(get_int(o, "batches_failed"), 2);
         cr_assert_eq(get_int(o, "events.received"), 1234);
+        cr_assert_eq(get_int(o, "events.redelivered"), 34);
         cr_assert_eq(get_int(o, "events.sent"), 1100);
         cr_assert_eq(get_int(o, "events.requeued"), 7);
         cr_assert_eq(get_int(o, "events.pending"), 42);
