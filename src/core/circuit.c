@@ -50,6 +50,19 @@ usec_t circuit_next_probe(const Circuit *c) {
         return c->changed_at + c->reset_timeout;
 }
 
+bool circuit_would_allow(const Circuit *c, usec_t now) {
+        switch (c->state) {
+        case CIRCUIT_CLOSED:
+                return true;
+        case CIRCUIT_OPEN:
+                return now >= c->changed_at && now - c->changed_at >= c->reset_timeout;
+        case CIRCUIT_HALF_OPEN:
+                return !c->probe_in_flight;
+        default:
+                return false;
+        }
+}
+
 bool circuit_allow(Circuit *c, usec_t now) {
         switch (c->state) {
         case CIRCUIT_CLOSED:

@@ -32,6 +32,9 @@ void circuit_configure(Circuit *c, unsigned threshold, usec_t reset_timeout);
  * Returns true when the caller may send; the caller must then record the result. */
 bool circuit_allow(Circuit *c, usec_t now);
 
+/* Whether circuit_allow() would say yes now, without letting anything out. */
+bool circuit_would_allow(const Circuit *c, usec_t now);
+
 /* The period a request let out now belongs to: read it right after circuit_allow() said yes,
  * keep it with the request, and pass it back with the result. */
 static inline uint64_t circuit_period(const Circuit *c) {

@@ -416,3 +416,44 @@ Test(circuit, abandoned_probe_frees_the_slot) {
         cr_assert_eq(c.state, CIRCUIT_CLOSED);
         cr_assert(circuit_allow(&c, clock_now));
 }
+
+/* The question without the side effects: it always agrees with circuit_allow() and leaves the
+ * circuit as it was, in every state and around the reset timeout. */
+Test(circuit, would_allow_agrees_and_changes_nothing) {
+        Circuit c;
+        unsigned checked = 0;
+
+        open_circuit(&c);
+        for (unsigned step = 0; step < 200; step++) {
+                Circuit before = c, copy;
+                bool would = circuit_would_allow(&c, clock_now);
+
+                cr_assert_eq(memcmp(&before, &c, sizeof c), 0, "circuit_would_allow changed the circuit");
+                copy = c;
+                cr_assert_eq(would, circuit_allow(&copy, clock_now), "step %u, state %s", step,
+                             circuit_state_to_string(c.state));
+                checked++;
+
+                /* Walk through the states: time passes, probes go out and fail or succeed. */
+                switch (step % 5) {
+                case 0:
+                        tick(S(20));
+                        break;
+                case 1:
+                        if (circuit_allow(&c, clock_now))
+                                (void) circuit_record(&c, circuit_period(&c), step % 3 == 0, clock_now);
+                        break;
+                case 2:
+                        tick(S(45));
+                        break;
+                case 3:
+                        (void) circuit_allow(&c, clock_now);
+                        break;
+                default:
+                        if (c.state == CIRCUIT_CLOSED)
+                                (void) circuit_record_failure(&c, clock_now);
+                        break;
+                }
+        }
+        cr_assert_eq(checked, 200);
+}
