@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+#include "core/verdict.h"
+
+static Verdict finish(BatchStatus row, Settlement settlement, const char *why) {
+        return (Verdict) { .action = VERDICT_FINISH, .row = row, .settlement = settlement, .why = why };
+}
+
+static Verdict decide_ready(const VerdictInput *in) {
+        if (!in->epoch_current)
+                return finish(BATCH_FAILED, SETTLEMENT_NONE, "broker connection lost before sending");
+        if (in->circuit_lets_out)
+                return (Verdict) { .action = VERDICT_SEND };
+        /* An open circuit costs no attempt; only a stop ends the wait. */
+        if (in->stopping)
+                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, "shutting down while the circuit is open");
+        return (Verdict) { .action = VERDICT_HOLD };
+}
+
+static Verdict decide_answered(const VerdictInput *in, const RetryPolicy *policy) {
+        DeliveryOutcome outcome = retry_classify(in->http_status);
+        Verdict v;
+
+        if (outcome == OUTCOME_SENT)
+                /* Sent all the same when its connection is gone; the broker redelivers the
+                 * messages, which cannot be acked on another channel: duplicates. */
+                v = finish(BATCH_SENT, in->epoch_current ? SETTLEMENT_ACK : SETTLEMENT_NONE, NULL);
+        else if (outcome == OUTCOME_RETRY && in->epoch_current && !in->stopping && in->attempt < policy->max_attempts)
+                v = (Verdict) {
+                        .action = VERDICT_RETRY,
+                        .delay = retry_delay(policy, in->attempt, in->retry_after, in->now_realtime, in->random),
+                };
+        else if (outcome == OUTCOME_PERMANENT && retry_status_splits(in->http_status) && in->n_events > 1 &&
+                 in->epoch_current)
+                /* One bad event must not take the others with it: halve until the refused
+                 * events stand alone. */
+                v = (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED };
+        else if (!in->epoch_current)
+                v = finish(BATCH_FAILED, SETTLEMENT_NONE, NULL);
+        else if (outcome == OUTCOME_PERMANENT)
+                v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
+        else
+                v = finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
+
+        v.outcome = outcome;
+        return v;
+}
+
+static Verdict decide_backing_off(const VerdictInput *in) {
+        if (!in->epoch_current)
+                return finish(BATCH_FAILED, SETTLEMENT_NONE, "broker connection lost before sending");
+        /* What waits for a retry goes back to the broker at once, not at the shutdown timeout. */
+        if (in->stopping)
+                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, "shutting down before the retry");
+        return (Verdict) { .action = VERDICT_HOLD };
+}
+
+Verdict verdict_decide(const VerdictInput *in, const RetryPolicy *policy) {
+        switch (in->moment) {
+        case BATCH_MOMENT_READY:
+                return decide_ready(in);
+        case BATCH_MOMENT_ANSWERED:
+                return decide_answered(in, policy);
+        case BATCH_MOMENT_UNSTARTED:
+                return finish(BATCH_FAILED, in->epoch_current ? SETTLEMENT_REQUEUE : SETTLEMENT_NONE,
+                              "request could not be started");
+        case BATCH_MOMENT_BACKING_OFF:
+                return decide_backing_off(in);
+        default:
+                return finish(BATCH_FAILED, in->epoch_current ? SETTLEMENT_REQUEUE : SETTLEMENT_NONE,
+                              "unknown batch moment");
+        }
+}
+
+static const char *const verdict_action_names[_VERDICT_ACTION_MAX] = {
+        [VERDICT_SEND] = "send",
+        [VERDICT_HOLD] = "hold",
+        [VERDICT_RETRY] = "retry",
+        [VERDICT_SPLIT] = "split",
+        [VERDICT_FINISH] = "finish",
+};
+
+const char *verdict_action_to_string(VerdictAction a) {
+        return a >= 0 && a < _VERDICT_ACTION_MAX ? verdict_action_names[a] : "unknown";
+}
+
+static const char *const settlement_names[_SETTLEMENT_MAX] = {
+        [SETTLEMENT_ACK] = "ack",
+        [SETTLEMENT_REQUEUE] = "requeue",
+        [SETTLEMENT_DEAD_LETTER] = "dead_letter",
+        [SETTLEMENT_NONE] = "none",
+};
+
+const char *settlement_to_string(Settlement s) {
+        return s >= 0 && s < _SETTLEMENT_MAX ? settlement_names[s] : "unknown";
+}

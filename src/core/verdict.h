@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+/* What happens to a batch (DESIGN §5): the one function that decides it, whenever something
+ * happens to the batch — it may leave, an answer came, its request could not start, the service
+ * stops or the broker connection is lost while it waits. The pipeline carries the verdict out
+ * and decides nothing itself. Pure: everything the decision depends on is passed in. */
+
+#include "core/retry.h"
+#include "core/stats.h"
+
+typedef enum BatchMoment {
+        BATCH_MOMENT_READY,       /* not on the wire and free to go: just formed, or its retry delay is over */
+        BATCH_MOMENT_ANSWERED,    /* the attempt on the wire ended: an HTTP status, or 0 for no answer */
+        BATCH_MOMENT_UNSTARTED,   /* the attempt's request could not even be started */
+        BATCH_MOMENT_BACKING_OFF, /* waiting out a retry delay when the service stops or the connection goes */
+        _BATCH_MOMENT_MAX,
+} BatchMoment;
+
+/* What becomes of the batch's messages once its final row is committed. */
+typedef enum Settlement {
+        SETTLEMENT_ACK,
+        SETTLEMENT_REQUEUE,     /* basic.nack with requeue: they travel again in later batches */
+        SETTLEMENT_DEAD_LETTER, /* to the dead-letter exchange, reason http_<status> */
+        SETTLEMENT_NONE,        /* the connection they came on is gone: the broker has them back already */
+        _SETTLEMENT_MAX,
+} Settlement;
+
+typedef enum VerdictAction {
+        VERDICT_SEND,   /* let the next attempt out now */
+        VERDICT_HOLD,   /* keep waiting (for the circuit, or for the retry delay to pass); no attempt is spent */
+        VERDICT_RETRY,  /* wait `delay`, then the batch is READY again */
+        VERDICT_SPLIT,  /* final row 'failed'; its events go on as two halves, each a batch of its own */
+        VERDICT_FINISH, /* final row `row`, then its messages are settled as `settlement` */
+        _VERDICT_ACTION_MAX,
+} VerdictAction;
+
+typedef struct VerdictInput {
+        BatchMoment moment;
+        long http_status;        /* ANSWERED: the status, 0 when no HTTP answer came */
+        const char *retry_after; /* ANSWERED: the Retry-After header, NULL when absent */
+        unsigned attempt;        /* attempts started so far (ANSWERED/UNSTARTED: including this one) */
+        size_t n_events;
+        bool circuit_lets_out;   /* READY: the circuit breaker would let a request out now */
+        bool epoch_current;      /* the broker connection its messages came on still stands */
+        bool stopping;           /* SIGTERM: nothing waits any more */
+        usec_t now_realtime;     /* for a Retry-After HTTP-date */
+        uint64_t random;         /* any random value, for the retry jitter */
+} VerdictInput;
+
+typedef struct Verdict {
+        VerdictAction action;
+        BatchStatus row;         /* SPLIT and FINISH: the final row's status */
+        Settlement settlement;   /* FINISH */
+        usec_t delay;            /* RETRY */
+        DeliveryOutcome outcome; /* ANSWERED: how the answer was classified */
+        const char *why;         /* FINISH without an answer: the row's error_message; NULL otherwise */
+} Verdict;
+
+Verdict verdict_decide(const VerdictInput *in, const RetryPolicy *policy);
+
+const char *verdict_action_to_string(VerdictAction a);
+const char *settlement_to_string(Settlement s);
