@@ -13,7 +13,7 @@
 #include "core/telemetry.h"
 #include "daemon/config-read.h"
 #include "daemon/daemon.h"
-#include "daemon/pipeline.h"
+#include "pipeline/pipeline.h"
 #include "daemon/routes.h"
 #include "os/log.h"
 #include "os/notify.h"

@@ -8,7 +8,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "core/telemetry.h"
-#include "daemon/pipeline.h"
+#include "pipeline/pipeline.h"
 
 typedef struct ApiContext {
         Pipeline *pipeline;

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The one place that decides what happens to a delivery (DESIGN §2): in from the broker,
- * into the batch being filled, out through the sender, and settled (ack, requeue,
- * dead-letter) only once the ledger has committed the batch's final row. */
+/* The data path (docs/architecture.md §2): deliveries in from the broker, into the batch being
+ * filled, out through the sender, and settled (ack, requeue, dead-letter) only once the ledger
+ * has committed the batch's final row. What happens to a batch is decided by core/verdict.h;
+ * the pipeline carries it out. */
 
 #include <systemd/sd-event.h>
 
@@ -13,8 +14,6 @@
 #include "core/telemetry.h"
 
 typedef struct Pipeline Pipeline;
-
-
 
 /* telemetry (may be NULL) is fed each request's and each batch's figures; it must outlive the pipeline. */
 int pipeline_new(sd_event *e, const Config *config, Telemetry *telemetry, Pipeline **ret);

@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT */
+/* Batches out (DESIGN §5): the send slots, the circuit breaker, the requests, and carrying out
+ * what core/verdict.h decides at every moment of a batch — send, hold, retry, split, finish.
+ * Decides nothing itself; the logs and counters of each outcome are written here. */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "os/log.h"
+#include "pipeline/internal.h"
+
+static bool epoch_current(const Pipeline *p, const Batch *b) {
+        return b->epoch == p->epoch && p->epoch != 0;
+}
+
+void pipeline_circuit_transition(Pipeline *p, CircuitState old) {
+        CircuitState s = p->circuit.state;
+        char field[64];
+
+        if (s == old)
+                return;
+        p->circuit_changed_realtime = now(CLOCK_REALTIME);
+        p->stats.circuit_transitions[s]++;
+        snprintf(field, sizeof field, "CIRCUIT_STATE=%s", circuit_state_to_string(s));
+
+        switch (s) {
+        case CIRCUIT_OPEN:
+                p->stats.circuit_opened++;
+                log_struct(LOG_ERR,
+                           LOG_MESSAGE("Circuit breaker opened (%s); no request for %us",
+                                       old == CIRCUIT_HALF_OPEN ? "probe failed" : "too many consecutive failures",
+                                       p->config->circuit_reset_timeout_s),
+                           LOG_MESSAGE_ID(MESSAGE_ID_CIRCUIT_OPENED), field, NULL);
+                break;
+        case CIRCUIT_HALF_OPEN:
+                log_struct(LOG_INFO, LOG_MESSAGE("Circuit breaker half-open: sending one probe request"), field, NULL);
+                break;
+        case CIRCUIT_CLOSED:
+                log_struct(LOG_NOTICE, LOG_MESSAGE("Circuit breaker closed: the destination answers again"),
+                           LOG_MESSAGE_ID(MESSAGE_ID_CIRCUIT_CLOSED), field, NULL);
+                break;
+        default:
+                break;
+        }
+}
+
+static void record_error(Pipeline *p, long http_status, const char *message) {
+        p->stats.last_error_at = now(CLOCK_REALTIME);
+        p->stats.last_error_status = http_status;
+        snprintf(p->stats.last_error, sizeof p->stats.last_error, "%s", message);
+        text_sanitize(p->stats.last_error);
+}
+
+static void describe_failure(const SenderResult *res, char *buf, size_t size) {
+        if (res->http_status == 0)
+                snprintf(buf, size, "%s", res->error[0] ? res->error : "no answer");
+        else
+                snprintf(buf, size, "HTTP %ld%s%.200s", res->http_status, res->body_excerpt_size ? ": " : "",
+                         res->body_excerpt);
+        text_sanitize(buf);
+}
+
+static void batch_split(Pipeline *p, Batch *b, long http_status) {
+        size_t half = b->n / 2, n = b->n;
+        _cleanup_free_ AmqpDelivery **d = TAKE_PTR(b->deliveries);
+        Batch *first, *second;
+
+        /* The halves take the deliveries over; the refused batch keeps only its row. */
+        b->n = 0;
+        p->stats.batches_split++;
+
+        first = batch_form(p, d, half, b->epoch, b);
+        second = batch_form(p, d + half, n - half, b->epoch, first ? first : b);
+
+        log_struct(LOG_WARNING,
+                   LOG_MESSAGE("Batch %s refused with HTTP %ld; splitting %zu events into %s and %s", b->id, http_status, n,
+                               first ? first->id : "-", second ? second->id : "-"),
+                   LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("HTTP_STATUS=%ld", http_status),
+                   LOG_FIELD("EVENT_COUNT=%zu", n), NULL);
+}
+
+static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Batch *b = userdata;
+
+        b->retry_timer = sd_event_source_disable_unref(b->retry_timer);
+        b->phase = PHASE_READY;
+        pipeline_schedule(b->pipeline);
+        return 0;
+}
+
+static void log_finish(const Batch *b, const Verdict *v, const SenderResult *res, const char *why) {
+        if (v->row == BATCH_SENT) {
+                log_struct(LOG_INFO,
+                           LOG_MESSAGE("Batch %s sent: %zu events, %zu bytes, HTTP %ld, attempt %u, %" PRIu64 " ms",
+                                       b->id, b->n, b->payload.size, res->http_status, b->attempt,
+                                       res->duration / USEC_PER_MSEC),
+                           LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("EVENT_COUNT=%zu", b->n),
+                           LOG_FIELD("PAYLOAD_BYTES=%zu", b->payload.size), LOG_FIELD("HTTP_STATUS=%ld", res->http_status),
+                           LOG_FIELD("ATTEMPT=%u", b->attempt),
+                           LOG_FIELD("DURATION_MS=%" PRIu64, res->duration / USEC_PER_MSEC), NULL);
+                if (v->settlement == SETTLEMENT_NONE)
+                        /* Its deliveries cannot be acked on another channel: the broker has them back. */
+                        log_struct(LOG_NOTICE,
+                                   LOG_MESSAGE("Batch %s was sent after its connection to RabbitMQ was lost; the "
+                                               "broker redelivers its %zu events (duplicates)",
+                                               b->id, b->n),
+                                   LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
+                return;
+        }
+
+        log_struct(LOG_ERR,
+                   LOG_MESSAGE("Batch %s failed after %u attempt(s): %s; %s", b->id, b->attempt, why,
+                               v->settlement == SETTLEMENT_DEAD_LETTER ? "dead-lettering its events"
+                               : v->settlement == SETTLEMENT_REQUEUE   ? "requeueing its events"
+                                                                       : "the broker redelivers its events"),
+                   LOG_MESSAGE_ID(MESSAGE_ID_BATCH_FAILED), LOG_FIELD("BATCH_ID=%s", b->id),
+                   LOG_FIELD("HTTP_STATUS=%ld", res->http_status), LOG_FIELD("ATTEMPT=%u", b->attempt),
+                   LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
+}
+
+static void arm_circuit_timer(Pipeline *p) {
+        usec_t at = circuit_next_probe(&p->circuit);
+
+        if (at == USEC_INFINITY)
+                return;
+        (void) sd_event_source_set_time(p->circuit_timer, at);
+        (void) sd_event_source_set_enabled(p->circuit_timer, SD_EVENT_ONESHOT);
+}
+
+static void batch_start(Pipeline *p, Batch *b);
+
+/* Carries out a verdict on a batch after an answer (res) or without one (res NULL). */
+static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResult *res) {
+        char why[512] = "";
+        int r;
+
+        if (res && v->outcome != OUTCOME_SENT) {
+                describe_failure(res, why, sizeof why);
+                record_error(p, res->http_status, why);
+        }
+
+        switch (v->action) {
+        case VERDICT_SEND:
+                batch_start(p, b);
+                return;
+
+        case VERDICT_HOLD:
+                if (b->phase == PHASE_READY)
+                        arm_circuit_timer(p);
+                return;
+
+        case VERDICT_RETRY:
+                log_struct(retry_status_is_auth(res->http_status) ? LOG_ERR : LOG_WARNING,
+                           LOG_MESSAGE("Batch %s attempt %u/%u failed: %s%s; retrying in %" PRIu64 " ms", b->id,
+                                       b->attempt, p->retry.max_attempts, why,
+                                       retry_status_is_auth(res->http_status)
+                                               ? " (the destination refuses the token: fix it and reload)"
+                                               : "",
+                                       v->delay / USEC_PER_MSEC),
+                           LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("HTTP_STATUS=%ld", res->http_status),
+                           LOG_FIELD("ATTEMPT=%u", b->attempt), LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
+                r = sd_event_add_time_relative(p->event, &b->retry_timer, CLOCK_MONOTONIC, v->delay, 0, on_retry_timer, b);
+                if (r >= 0) {
+                        (void) sd_event_source_set_description(b->retry_timer, "retry-timer");
+                        b->phase = PHASE_BACKOFF;
+                        return;
+                }
+                log_error_errno(r, "Failed to arm the retry timer, requeueing batch %s: %s", b->id, STRERROR(r));
+                batch_finish(p, b, BATCH_FAILED, res->http_status, why, SETTLEMENT_REQUEUE);
+                return;
+
+        case VERDICT_SPLIT:
+                batch_split(p, b, res->http_status);
+                batch_finish(p, b, BATCH_FAILED, res->http_status, res->body_excerpt, SETTLEMENT_NONE);
+                return;
+
+        case VERDICT_FINISH:
+                if (!res) {
+                        batch_finish(p, b, v->row, 0, v->why, v->settlement);
+                        return;
+                }
+                log_finish(b, v, res, why);
+                batch_finish(p, b, v->row, res->http_status,
+                             v->row == BATCH_SENT       ? NULL
+                             : res->http_status > 0 ? res->body_excerpt
+                                                    : res->error,
+                             v->settlement);
+                return;
+
+        default:
+                return;
+        }
+}
+
+static void on_response(Sender *s, const SenderResult *res, void *userdata) {
+        Batch *b = userdata;
+        Pipeline *p = b->pipeline;
+        CircuitState old = p->circuit.state;
+        Verdict v;
+
+        p->stats.http_requests++;
+        p->stats.http_by_class[res->http_status >= 100 && res->http_status < 600 ? res->http_status / 100 : 0]++;
+        if (p->telemetry)
+                telemetry_request_done(p->telemetry, res->http_status, res->duration);
+
+        (void) circuit_record(&p->circuit, b->circuit_period, retry_classify(res->http_status) == OUTCOME_SENT,
+                              now(CLOCK_MONOTONIC));
+        pipeline_circuit_transition(p, old);
+
+        v = verdict_decide(&(VerdictInput) {
+                                   .moment = BATCH_MOMENT_ANSWERED,
+                                   .http_status = res->http_status,
+                                   .retry_after = res->retry_after[0] ? res->retry_after : NULL,
+                                   .attempt = b->attempt,
+                                   .n_events = b->n,
+                                   .epoch_current = epoch_current(p, b),
+                                   .stopping = p->stopping,
+                                   .now_realtime = now(CLOCK_REALTIME),
+                                   .random = random_u64(),
+                           },
+                           &p->retry);
+        carry_out(p, b, &v, res);
+        pipeline_schedule(p);
+}
+
+static void batch_start(Pipeline *p, Batch *b) {
+        LedgerRecord rec = {
+                .status = BATCH_SENDING,
+                .at = now(CLOCK_REALTIME),
+        };
+        int r;
+
+        b->attempt++;
+        rec.retries = b->attempt > 1;
+        memcpy(rec.batch_id, b->id, sizeof rec.batch_id);
+        r = ledger_append(p->ledger, &rec, NULL, NULL);
+        if (r < 0)
+                log_error_errno(r, "Failed to queue tracking record for batch %s: %s", rec.batch_id, STRERROR(r));
+
+        r = sender_post(p->sender, b->id, b->payload.data, b->payload.size, on_response, b);
+        if (r < 0) {
+                Verdict v = verdict_decide(&(VerdictInput) {
+                                                   .moment = BATCH_MOMENT_UNSTARTED,
+                                                   .attempt = b->attempt,
+                                                   .n_events = b->n,
+                                                   .epoch_current = epoch_current(p, b),
+                                                   .stopping = p->stopping,
+                                           },
+                                           &p->retry);
+
+                log_error_errno(r, "Failed to start the request for batch %s: %s", b->id, STRERROR(r));
+                /* No answer will come: if it was the probe, the next batch may be one. */
+                circuit_abandon(&p->circuit, b->circuit_period);
+                carry_out(p, b, &v, NULL);
+                return;
+        }
+        b->phase = PHASE_SENDING;
+}
+
+/* Lets out what may leave now: batches whose retry delay is over first (they hold their
+ * slot), then new ones while slots are free. While the circuit is open nothing leaves and
+ * no attempt is spent. */
+void pipeline_dispatch(Pipeline *p) {
+        for (int pass = 0; pass < 2; pass++)
+                for (Batch *b = p->batches_head, *next; b; b = next) {
+                        bool retry = pass == 0;
+                        usec_t t = now(CLOCK_MONOTONIC);
+                        CircuitState old;
+                        Verdict v;
+
+                        next = b->next;
+                        if (b->phase != PHASE_READY || b->holds_slot != retry)
+                                continue;
+
+                        v = verdict_decide(&(VerdictInput) {
+                                                   .moment = BATCH_MOMENT_READY,
+                                                   .attempt = b->attempt,
+                                                   .n_events = b->n,
+                                                   .circuit_lets_out = circuit_would_allow(&p->circuit, t),
+                                                   .epoch_current = epoch_current(p, b),
+                                                   .stopping = p->stopping,
+                                           },
+                                           &p->retry);
+                        if (v.action == VERDICT_HOLD) {
+                                arm_circuit_timer(p);
+                                return; /* nothing else may leave either */
+                        }
+                        if (v.action == VERDICT_SEND) {
+                                if (!b->holds_slot) {
+                                        if (p->slots_used >= p->config->max_in_flight)
+                                                return;
+                                        b->holds_slot = true;
+                                        p->slots_used++;
+                                }
+                                old = p->circuit.state;
+                                (void) circuit_allow(&p->circuit, t);
+                                pipeline_circuit_transition(p, old);
+                                b->circuit_period = circuit_period(&p->circuit);
+                        }
+                        /* May finish b, never next. */
+                        carry_out(p, b, &v, NULL);
+                }
+}
+
+void pipeline_review_backoff(Pipeline *p) {
+        for (Batch *b = p->batches_head, *next; b; b = next) {
+                Verdict v;
+
+                next = b->next;
+                if (b->phase != PHASE_BACKOFF)
+                        continue;
+                v = verdict_decide(&(VerdictInput) {
+                                           .moment = BATCH_MOMENT_BACKING_OFF,
+                                           .attempt = b->attempt,
+                                           .n_events = b->n,
+                                           .epoch_current = epoch_current(p, b),
+                                           .stopping = p->stopping,
+                                   },
+                                   &p->retry);
+                carry_out(p, b, &v, NULL);
+        }
+}
+
+int pipeline_on_circuit_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        pipeline_schedule(userdata);
+        return 0;
+}
