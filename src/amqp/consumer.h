@@ -45,6 +45,7 @@ struct AmqpDelivery {
         uint64_t epoch;
         uint64_t tag;
         bool redelivered;
+        unsigned delivery_count; /* x-delivery-count: how often the broker had it back (quorum queues), 0: none */
         const void *body;
         size_t body_size;
         usec_t received_at; /* CLOCK_MONOTONIC */

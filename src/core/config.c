@@ -47,6 +47,9 @@ typedef enum SettingKind {
         X(RABBITMQ_HEARTBEAT_S, UNSIGNED, rabbitmq_heartbeat_s, "30", 0, 3600, false)          \
         X(RABBITMQ_CA_FILE, PATH, rabbitmq_ca_file, "/etc/ssl/certs/ca-certificates.crt", 0,   \
           PATH_MAX - 1, false)                                                                 \
+        X(RABBITMQ_DELIVERY_LIMIT, UNSIGNED, rabbitmq_delivery_limit, "20", 0, 100000, true)   \
+        X(RABBITMQ_CONSUMER_TIMEOUT_S, UNSIGNED, rabbitmq_consumer_timeout_s, "1800", 0,        \
+          604800, true)                                                                        \
         X(DATABASE_URL, URL_POSTGRES, database_url,                                            \
           "postgresql://discovery:discovery@localhost:5432/discovery", 0, 0, false)            \
         X(DATABASE_MIGRATE, BOOL, database_migrate, "false", 0, 0, false)                      \

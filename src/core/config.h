@@ -36,6 +36,8 @@ typedef struct Config {
         unsigned rabbitmq_prefetch;   /* RABBITMQ_PREFETCH 0 = batch_size * (max_in_flight + 1); see config_prefetch() */
         unsigned rabbitmq_heartbeat_s;/* RABBITMQ_HEARTBEAT_S 30 (0 disables) */
         char *rabbitmq_ca_file;       /* RABBITMQ_CA_FILE /etc/ssl/certs/ca-certificates.crt: trust anchors for amqps:// */
+        unsigned rabbitmq_delivery_limit;     /* RABBITMQ_DELIVERY_LIMIT 20: the queue's delivery-limit, 0: none */
+        unsigned rabbitmq_consumer_timeout_s; /* RABBITMQ_CONSUMER_TIMEOUT_S 1800: the broker's consumer_timeout, 0: none */
 
         /* PostgreSQL */
         char *database_url;           /* DATABASE_URL postgresql://discovery:discovery@localhost:5432/discovery */

@@ -7,6 +7,7 @@ static const char *const dead_letter_kind_names[_DEAD_LETTER_KIND_MAX] = {
         [DEAD_LETTER_NOT_OBJECT] = "not_object",
         [DEAD_LETTER_INVALID_UTF8] = "invalid_utf8",
         [DEAD_LETTER_TOO_LARGE] = "too_large",
+        [DEAD_LETTER_RETRIES_EXHAUSTED] = "retries_exhausted",
         [DEAD_LETTER_HTTP] = "http",
 };
 

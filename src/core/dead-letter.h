@@ -11,7 +11,8 @@ typedef enum DeadLetterKind {
         DEAD_LETTER_NOT_OBJECT,
         DEAD_LETTER_INVALID_UTF8,
         DEAD_LETTER_TOO_LARGE,
-        DEAD_LETTER_HTTP, /* refused by the destination with a permanent status */
+        DEAD_LETTER_RETRIES_EXHAUSTED, /* failed on its own, and the broker's delivery limit is near */
+        DEAD_LETTER_HTTP,              /* refused by the destination with a permanent status */
         _DEAD_LETTER_KIND_MAX,
 } DeadLetterKind;
 

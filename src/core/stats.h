@@ -32,6 +32,7 @@ typedef struct LedgerTotals {
 typedef struct PipelineStats {
         uint64_t events_received;
         uint64_t events_redelivered; /* of those, marked redelivered by the broker */
+        uint64_t max_delivery_count; /* the highest x-delivery-count seen */
         uint64_t events_sent;
         uint64_t events_dead_lettered[_DEAD_LETTER_KIND_MAX];
         uint64_t events_dead_lettered_http[PIPELINE_HTTP_STATUS_MAX];
@@ -39,6 +40,8 @@ typedef struct PipelineStats {
         uint64_t batches_sent;
         uint64_t batches_failed;   /* rows that ended 'failed' */
         uint64_t batches_split;
+        uint64_t batches_held;     /* attempts spent while nothing got through: kept, tried again */
+        uint64_t events_returned_expiring; /* requeued before the broker's consumer timeout */
         uint64_t bytes_raw;        /* envelopes before compression, of batches formed */
         uint64_t bytes_compressed;
         uint64_t http_requests;

@@ -156,6 +156,8 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         events = json_object_new_object();
         json_object_object_add(events, "received", u64(st->events_received));
         json_object_object_add(events, "redelivered", u64(st->events_redelivered));
+        json_object_object_add(events, "max_delivery_count", u64(st->max_delivery_count));
+        json_object_object_add(events, "returned_before_consumer_timeout", u64(st->events_returned_expiring));
         json_object_object_add(events, "sent", u64(st->events_sent));
         json_object_object_add(events, "requeued", u64(st->events_requeued));
         dead = json_object_new_object();
@@ -173,6 +175,7 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         json_object_object_add(batches, "sent", u64(st->batches_sent));
         json_object_object_add(batches, "failed", u64(st->batches_failed));
         json_object_object_add(batches, "split", u64(st->batches_split));
+        json_object_object_add(batches, "held", u64(st->batches_held));
         json_object_object_add(batches, "in_flight", u64(s->in_flight));
         json_object_object_add(o, "batches", batches);
 

@@ -43,6 +43,6 @@ void status_line(const StatusSnapshot *s, char *buf, size_t size);
  * ("empty", "not_json", ...) always, then "http_<status>" for each status that refused any,
  * in increasing order. Where the pipeline does not count by status, the destination's
  * refusals are one reason, "http". The same names label /metrics. */
-#define STATUS_REASON_MAX 16
+#define STATUS_REASON_MAX 32
 typedef void (*StatusReasonCallback)(const char *reason, uint64_t count, void *userdata);
 void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata);

@@ -7,11 +7,12 @@ struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_redelivered, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
                 *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
-                *batch_events, *batch_bytes;
+                *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns;
 };
 
 static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
 static const double event_bounds[] = { 1, 10, 50, 100, 250, 500, 1000, 5000, 10000 };
+static const double delivery_count_bounds[] = { 0, 1, 2, 3, 5, 10, 20, 50, 100 };
 static const double byte_bounds[] = { 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216 };
 
 void telemetry_request_done(Telemetry *t, long http_status, usec_t duration) {
@@ -23,6 +24,10 @@ void telemetry_request_done(Telemetry *t, long http_status, usec_t duration) {
                 snprintf(code, sizeof code, "none");
         (void) metric_counter_add(t->http_requests, code, 1);
         metric_histogram_observe(t->request_duration, (double) duration / USEC_PER_SEC);
+}
+
+void telemetry_delivery_received(Telemetry *t, unsigned delivery_count) {
+        metric_histogram_observe(t->delivery_count, (double) delivery_count);
 }
 
 void telemetry_batch_formed(Telemetry *t, size_t events, size_t compressed_bytes) {
@@ -105,6 +110,14 @@ int telemetry_new(Telemetry **ret) {
             (r = metrics_histogram_new(reg, "transmitter_http_request_duration_seconds",
                                        "Duration of requests to the destination.", duration_bounds,
                                        ELEMENTSOF(duration_bounds), &t->request_duration)) < 0 ||
+            (r = metrics_histogram_new(reg, "transmitter_message_returns",
+                                       "How often each message received had been returned to the queue before "
+                                       "(its x-delivery-count; quorum queues, 0 otherwise).",
+                                       delivery_count_bounds, ELEMENTSOF(delivery_count_bounds),
+                                       &t->delivery_count)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_consumer_timeout_returns_total",
+                                     "Messages returned to the queue before the broker's consumer timeout.", NULL,
+                                     &t->consumer_timeout_returns)) < 0 ||
             (r = metrics_histogram_new(reg, "transmitter_batch_events", "Events per batch formed.", event_bounds,
                                        ELEMENTSOF(event_bounds), &t->batch_events)) < 0 ||
             (r = metrics_histogram_new(reg, "transmitter_batch_bytes", "Compressed bytes per batch formed.",
@@ -121,7 +134,7 @@ int telemetry_new(Telemetry **ret) {
                         return ctx.r;
         }
         if ((r = metric_declare(t->batches, "sent")) < 0 || (r = metric_declare(t->batches, "failed")) < 0 ||
-            (r = metric_declare(t->batches, "split")) < 0 || (r = metric_declare(t->payload_bytes, "raw")) < 0 ||
+            (r = metric_declare(t->batches, "split")) < 0 || (r = metric_declare(t->batches, "held")) < 0 || (r = metric_declare(t->payload_bytes, "raw")) < 0 ||
             (r = metric_declare(t->payload_bytes, "compressed")) < 0 ||
             (r = metric_declare(t->reconnects, "rabbitmq")) < 0 ||
             (r = metric_declare(t->reconnects, "postgresql")) < 0 || (r = metric_declare(t->up, "rabbitmq")) < 0 ||
@@ -165,6 +178,8 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         set_counter(t->batches, "sent", st->batches_sent);
         set_counter(t->batches, "failed", st->batches_failed);
         set_counter(t->batches, "split", st->batches_split);
+        set_counter(t->batches, "held", st->batches_held);
+        set_counter(t->consumer_timeout_returns, NULL, st->events_returned_expiring);
         set_counter(t->payload_bytes, "raw", st->bytes_raw);
         set_counter(t->payload_bytes, "compressed", st->bytes_compressed);
         set_counter(t->reconnects, "rabbitmq", st->broker_reconnects);

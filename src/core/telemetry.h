@@ -19,6 +19,7 @@ MetricsRegistry *telemetry_registry(Telemetry *t);
 
 /* http_status 0: no answer. */
 void telemetry_request_done(Telemetry *t, long http_status, usec_t duration);
+void telemetry_delivery_received(Telemetry *t, unsigned delivery_count);
 void telemetry_batch_formed(Telemetry *t, size_t events, size_t compressed_bytes);
 
 /* The exposition text, with counters and gauges taken from the snapshot (status_snapshot_take()). */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "core/verdict.h"
 
+#define WHY_EXPIRING "returned before the broker's consumer timeout"
+
 static Verdict finish(BatchStatus row, Settlement settlement, const char *why) {
         return (Verdict) { .action = VERDICT_FINISH, .row = row, .settlement = settlement, .why = why };
 }
@@ -10,10 +12,37 @@ static Verdict decide_ready(const VerdictInput *in) {
                 return finish(BATCH_FAILED, SETTLEMENT_NONE, "broker connection lost before sending");
         if (in->circuit_lets_out)
                 return (Verdict) { .action = VERDICT_SEND };
-        /* An open circuit costs no attempt; only a stop ends the wait. */
+        /* An open circuit costs no attempt; only a stop or the consumer timeout ends the wait. */
         if (in->stopping)
                 return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, "shutting down while the circuit is open");
+        if (in->expiring)
+                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, WHY_EXPIRING);
         return (Verdict) { .action = VERDICT_HOLD };
+}
+
+/* A retriable failure with the round's attempts spent. */
+static Verdict decide_spent(const VerdictInput *in, const RetryPolicy *policy) {
+        if (!in->others_got_through)
+                /* The destination's failure, not the batch's: returning the messages would only
+                 * spend their delivery limit. Keep them, try again, gated by the circuit. */
+                return (Verdict) {
+                        .action = VERDICT_RETRY,
+                        .new_round = true,
+                        .row = BATCH_FAILED,
+                        .delay = retry_delay(policy, in->attempt, in->retry_after, in->now_realtime, in->random),
+                };
+        if (in->n_events > 1)
+                /* Others get through, this one does not: one of its events is likely poison.
+                 * Halve until it stands alone. */
+                return (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED };
+        if (in->delivery_limit > 0 && in->delivery_count + 1 >= in->delivery_limit) {
+                /* The broker would drop it, or dead-letter it without saying why. */
+                Verdict v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
+                v.dead_letter = DEAD_LETTER_RETRIES_EXHAUSTED;
+                return v;
+        }
+        /* One event alone: back to the broker, to travel again in a later batch. */
+        return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
 }
 
 static Verdict decide_answered(const VerdictInput *in, const RetryPolicy *policy) {
@@ -24,22 +53,24 @@ static Verdict decide_answered(const VerdictInput *in, const RetryPolicy *policy
                 /* Sent all the same when its connection is gone; the broker redelivers the
                  * messages, which cannot be acked on another channel: duplicates. */
                 v = finish(BATCH_SENT, in->epoch_current ? SETTLEMENT_ACK : SETTLEMENT_NONE, NULL);
-        else if (outcome == OUTCOME_RETRY && in->epoch_current && !in->stopping && in->attempt < policy->max_attempts)
+        else if (!in->epoch_current)
+                v = finish(BATCH_FAILED, SETTLEMENT_NONE, NULL);
+        else if (outcome == OUTCOME_PERMANENT && retry_status_splits(in->http_status) && in->n_events > 1)
+                /* One bad event must not take the others with it: halve until the refused
+                 * events stand alone. */
+                v = (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED };
+        else if (outcome == OUTCOME_PERMANENT) {
+                v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
+                v.dead_letter = DEAD_LETTER_HTTP;
+        } else if (in->stopping || in->expiring)
+                v = finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
+        else if (in->attempt < policy->max_attempts)
                 v = (Verdict) {
                         .action = VERDICT_RETRY,
                         .delay = retry_delay(policy, in->attempt, in->retry_after, in->now_realtime, in->random),
                 };
-        else if (outcome == OUTCOME_PERMANENT && retry_status_splits(in->http_status) && in->n_events > 1 &&
-                 in->epoch_current)
-                /* One bad event must not take the others with it: halve until the refused
-                 * events stand alone. */
-                v = (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED };
-        else if (!in->epoch_current)
-                v = finish(BATCH_FAILED, SETTLEMENT_NONE, NULL);
-        else if (outcome == OUTCOME_PERMANENT)
-                v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
         else
-                v = finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
+                v = decide_spent(in, policy);
 
         v.outcome = outcome;
         return v;
@@ -51,6 +82,8 @@ static Verdict decide_backing_off(const VerdictInput *in) {
         /* What waits for a retry goes back to the broker at once, not at the shutdown timeout. */
         if (in->stopping)
                 return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, "shutting down before the retry");
+        if (in->expiring)
+                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, WHY_EXPIRING);
         return (Verdict) { .action = VERDICT_HOLD };
 }
 
@@ -69,6 +102,17 @@ Verdict verdict_decide(const VerdictInput *in, const RetryPolicy *policy) {
                 return finish(BATCH_FAILED, in->epoch_current ? SETTLEMENT_REQUEUE : SETTLEMENT_NONE,
                               "unknown batch moment");
         }
+}
+
+usec_t consumer_timeout_hold_limit(usec_t consumer_timeout, usec_t request_timeout) {
+        usec_t margin;
+
+        if (consumer_timeout == 0)
+                return USEC_INFINITY;
+        margin = MAX(consumer_timeout / 4, request_timeout + 5 * USEC_PER_SEC);
+        if (margin >= consumer_timeout)
+                return consumer_timeout / 2;
+        return consumer_timeout - margin;
 }
 
 static const char *const verdict_action_names[_VERDICT_ACTION_MAX] = {

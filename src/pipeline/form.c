@@ -177,6 +177,9 @@ void pipeline_receive(Pipeline *p, AmqpDelivery *d) {
         }
         p->stats.events_received++;
         p->stats.events_redelivered += d->redelivered;
+        p->stats.max_delivery_count = MAX(p->stats.max_delivery_count, (uint64_t) d->delivery_count);
+        if (p->telemetry)
+                telemetry_delivery_received(p->telemetry, d->delivery_count);
 
         if (p->stopping) {
                 /* Arrived after basic.cancel: give it back for another consumer. */
@@ -203,8 +206,10 @@ void pipeline_receive(Pipeline *p, AmqpDelivery *d) {
                 delivery_settle(p, d, FATE_REQUEUE);
                 return;
         }
-        if (batcher_count(&p->batcher) == 1)
+        if (batcher_count(&p->batcher) == 1) {
                 pipeline_arm_batch_timer(p);
+                pipeline_arm_expiry(p);
+        }
         if (batcher_full(&p->batcher))
                 pipeline_flush_open_batch(p);
 }

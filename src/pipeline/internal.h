@@ -42,11 +42,15 @@ typedef struct Batch {
         size_t n;
         Buffer payload;
         size_t raw_size;
-        unsigned attempt;        /* attempts started */
+        unsigned attempt;        /* attempts started in this round */
+        unsigned attempts_total; /* in all rounds: the row's retry_count is this minus one */
+        uint64_t round_successes; /* 2xx answers the pipeline had when this round began */
+        bool expiring;           /* a delivery of it nears the broker's consumer timeout */
         uint64_t circuit_period; /* of the attempt on the wire: which circuit state let it out */
         BatchPhase phase;
         bool holds_slot;         /* a retry keeps the slot of its first attempt */
         Settlement settlement;   /* SETTLING: what happens to its deliveries at the commit */
+        DeadLetterKind dead_letter; /* SETTLEMENT_DEAD_LETTER: the reason */
         long final_status;
         sd_event_source *retry_timer;
         struct Batch *prev, *next;
@@ -86,6 +90,8 @@ struct Pipeline {
         char last_database_error[256];
 
         sd_event_source *work; /* deferred: dispatch, acks, stop check */
+        sd_event_source *expiry_timer; /* the oldest delivery nears the broker's consumer timeout */
+        bool expiry_episode;   /* deliveries were returned at the last expiry check */
 
         bool stopping;
         sd_event_source *stop_timer;
@@ -116,11 +122,17 @@ void pipeline_arm_batch_timer(Pipeline *p);
  * insert_after (NULL: first). On failure the deliveries are requeued and NULL returned. */
 Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epoch, Batch *insert_after);
 
+/* expire.c */
+int pipeline_expiry_new(Pipeline *p);
+/* Due when the oldest delivery held reaches the hold limit; call when one arrives. */
+void pipeline_arm_expiry(Pipeline *p);
+
 /* send.c */
 void pipeline_dispatch(Pipeline *p);
 /* Batches waiting out a retry delay, after the connection was lost or the stop began. */
 void pipeline_review_backoff(Pipeline *p);
 void pipeline_circuit_transition(Pipeline *p, CircuitState old);
+void batch_move_to_tail(Pipeline *p, Batch *b);
 int pipeline_on_circuit_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 /* settle.c */
@@ -128,9 +140,10 @@ void delivery_settle(Pipeline *p, AmqpDelivery *d, DeliveryFate fate);
 void delivery_dead_letter(Pipeline *p, AmqpDelivery *d, DeadLetterKind kind, long http_status, const char *batch_id);
 void pipeline_dead_lettered(Pipeline *p, AmqpDelivery *d, bool ok, const char *not_published);
 void pipeline_flush_acks(Pipeline *p);
-/* Writes the batch's final row; its deliveries are settled once that is committed. */
+/* Writes the batch's final row; its deliveries are settled once that is committed (dead-lettered
+ * with reason dead_letter when settlement is SETTLEMENT_DEAD_LETTER). */
 void batch_finish(Pipeline *p, Batch *b, BatchStatus status, long http_status, const char *error,
-                  Settlement settlement);
+                  Settlement settlement, DeadLetterKind dead_letter);
 void batch_release_slot(Pipeline *p, Batch *b);
 /* Unlinks and frees a batch whose deliveries were all settled. */
 void batch_destroy(Pipeline *p, Batch *b);

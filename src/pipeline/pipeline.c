@@ -194,6 +194,7 @@ int pipeline_reconfigure(Pipeline *p, const Config *c) {
         pipeline_arm_batch_timer(p);
         if (batcher_full(&p->batcher))
                 pipeline_flush_open_batch(p);
+        pipeline_arm_expiry(p);
 
         r = envelope_set_level(p->envelope, c->compression_level);
         if (r < 0)
@@ -292,6 +293,10 @@ int pipeline_new(sd_event *e, const Config *c, Telemetry *telemetry, Pipeline **
         (void) sd_event_source_set_enabled(p->circuit_timer, SD_EVENT_OFF);
         (void) sd_event_source_set_description(p->circuit_timer, "circuit-timer");
 
+        r = pipeline_expiry_new(p);
+        if (r < 0)
+                return r;
+
         r = sd_event_add_defer(e, &p->work, on_work, p);
         if (r < 0)
                 return r;
@@ -340,6 +345,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         sd_event_source_disable_unref(p->circuit_timer);
         sd_event_source_disable_unref(p->stop_timer);
         sd_event_source_disable_unref(p->work);
+        sd_event_source_disable_unref(p->expiry_timer);
         sd_event_unref(p->event);
         return mfree(p);
 }

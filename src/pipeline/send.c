@@ -8,8 +8,35 @@
 #include "os/log.h"
 #include "pipeline/internal.h"
 
-static bool epoch_current(const Pipeline *p, const Batch *b) {
-        return b->epoch == p->epoch && p->epoch != 0;
+/* What every verdict on b is told, whatever the moment. */
+static VerdictInput batch_input(const Pipeline *p, const Batch *b, BatchMoment moment) {
+        return (VerdictInput) {
+                .moment = moment,
+                .attempt = b->attempt,
+                .n_events = b->n,
+                .others_got_through = p->stats.http_by_class[2] > b->round_successes,
+                .epoch_current = b->epoch == p->epoch && p->epoch != 0,
+                .stopping = p->stopping,
+                .expiring = b->expiring,
+                .delivery_count = b->n == 1 ? b->deliveries[0]->delivery_count : 0,
+                .delivery_limit = p->config->rabbitmq_delivery_limit,
+                .now_realtime = now(CLOCK_REALTIME),
+                .random = random_u64(),
+        };
+}
+
+void batch_move_to_tail(Pipeline *p, Batch *b) {
+        if (!b->next)
+                return;
+        if (b->prev)
+                b->prev->next = b->next;
+        else
+                p->batches_head = b->next;
+        b->next->prev = b->prev;
+        b->prev = p->batches_tail;
+        b->next = NULL;
+        p->batches_tail->next = b;
+        p->batches_tail = b;
 }
 
 void pipeline_circuit_transition(Pipeline *p, CircuitState old) {
@@ -87,6 +114,19 @@ static int on_retry_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+static const char *settlement_words(const Verdict *v) {
+        switch (v->settlement) {
+        case SETTLEMENT_DEAD_LETTER:
+                return v->dead_letter == DEAD_LETTER_RETRIES_EXHAUSTED
+                               ? "dead-lettering it (retries_exhausted: the broker's delivery limit is near)"
+                               : "dead-lettering its events";
+        case SETTLEMENT_REQUEUE:
+                return "requeueing its events";
+        default:
+                return "the broker redelivers its events";
+        }
+}
+
 static void log_finish(const Batch *b, const Verdict *v, const SenderResult *res, const char *why) {
         if (v->row == BATCH_SENT) {
                 log_struct(LOG_INFO,
@@ -109,9 +149,7 @@ static void log_finish(const Batch *b, const Verdict *v, const SenderResult *res
 
         log_struct(LOG_ERR,
                    LOG_MESSAGE("Batch %s failed after %u attempt(s): %s; %s", b->id, b->attempt, why,
-                               v->settlement == SETTLEMENT_DEAD_LETTER ? "dead-lettering its events"
-                               : v->settlement == SETTLEMENT_REQUEUE   ? "requeueing its events"
-                                                                       : "the broker redelivers its events"),
+                               settlement_words(v)),
                    LOG_MESSAGE_ID(MESSAGE_ID_BATCH_FAILED), LOG_FIELD("BATCH_ID=%s", b->id),
                    LOG_FIELD("HTTP_STATUS=%ld", res->http_status), LOG_FIELD("ATTEMPT=%u", b->attempt),
                    LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
@@ -128,10 +166,66 @@ static void arm_circuit_timer(Pipeline *p) {
 
 static void batch_start(Pipeline *p, Batch *b);
 
+/* The row's error_message for an answer: the start of the body, or why none came. */
+static const char *answer_text(const SenderResult *res) {
+        return res->http_status > 0 ? res->body_excerpt : res->error;
+}
+
+/* Waits out delay in BACKOFF. Without a timer there is no waiting: its events go back. */
+static int back_off(Pipeline *p, Batch *b, usec_t delay, const SenderResult *res, const char *why) {
+        int r;
+
+        r = sd_event_add_time_relative(p->event, &b->retry_timer, CLOCK_MONOTONIC, delay, 0, on_retry_timer, b);
+        if (r < 0) {
+                log_error_errno(r, "Failed to arm the retry timer, requeueing batch %s: %s", b->id, STRERROR(r));
+                batch_finish(p, b, BATCH_FAILED, res->http_status, why, SETTLEMENT_REQUEUE, 0);
+                return r;
+        }
+        (void) sd_event_source_set_description(b->retry_timer, "retry-timer");
+        b->phase = PHASE_BACKOFF;
+        return 0;
+}
+
+/* Attempts spent while nothing else got through: the destination is failing, not this batch.
+ * Its row says 'failed', its events stay here (returning them would spend their delivery
+ * limit), and it tries again in a new round, gated by the circuit, behind the batches that
+ * wait already: so that it is not always the probe, and a good batch can close the circuit. */
+static void hold_for_new_round(Pipeline *p, Batch *b, const Verdict *v, const SenderResult *res, const char *why) {
+        _cleanup_free_ char *message = strndup(answer_text(res), SENDER_BODY_EXCERPT_MAX);
+        LedgerRecord rec = {
+                .status = BATCH_FAILED,
+                .http_status = res->http_status,
+                .at = now(CLOCK_REALTIME),
+        };
+        int r;
+
+        log_struct(LOG_ERR,
+                   LOG_MESSAGE("Batch %s failed after %u attempt(s): %s; nothing else gets through, so its %zu "
+                               "events stay here and it tries again in %" PRIu64 " ms",
+                               b->id, b->attempt, why, b->n, v->delay / USEC_PER_MSEC),
+                   LOG_MESSAGE_ID(MESSAGE_ID_BATCH_FAILED), LOG_FIELD("BATCH_ID=%s", b->id),
+                   LOG_FIELD("HTTP_STATUS=%ld", res->http_status), LOG_FIELD("ATTEMPT=%u", b->attempt),
+                   LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
+
+        if (message)
+                text_sanitize(message);
+        rec.error_message = message;
+        memcpy(rec.batch_id, b->id, sizeof rec.batch_id);
+        r = ledger_append(p->ledger, &rec, NULL, NULL);
+        if (r < 0)
+                log_error_errno(r, "Failed to queue tracking record for batch %s: %s", rec.batch_id, STRERROR(r));
+        p->stats.batches_failed++;
+        p->stats.batches_held++;
+
+        b->attempt = 0;
+        batch_release_slot(p, b);
+        batch_move_to_tail(p, b);
+        (void) back_off(p, b, v->delay, res, why);
+}
+
 /* Carries out a verdict on a batch after an answer (res) or without one (res NULL). */
 static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResult *res) {
         char why[512] = "";
-        int r;
 
         if (res && v->outcome != OUTCOME_SENT) {
                 describe_failure(res, why, sizeof why);
@@ -149,6 +243,10 @@ static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResul
                 return;
 
         case VERDICT_RETRY:
+                if (v->new_round) {
+                        hold_for_new_round(p, b, v, res, why);
+                        return;
+                }
                 log_struct(retry_status_is_auth(res->http_status) ? LOG_ERR : LOG_WARNING,
                            LOG_MESSAGE("Batch %s attempt %u/%u failed: %s%s; retrying in %" PRIu64 " ms", b->id,
                                        b->attempt, p->retry.max_attempts, why,
@@ -158,32 +256,22 @@ static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResul
                                        v->delay / USEC_PER_MSEC),
                            LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("HTTP_STATUS=%ld", res->http_status),
                            LOG_FIELD("ATTEMPT=%u", b->attempt), LOG_FIELD("EVENT_COUNT=%zu", b->n), NULL);
-                r = sd_event_add_time_relative(p->event, &b->retry_timer, CLOCK_MONOTONIC, v->delay, 0, on_retry_timer, b);
-                if (r >= 0) {
-                        (void) sd_event_source_set_description(b->retry_timer, "retry-timer");
-                        b->phase = PHASE_BACKOFF;
-                        return;
-                }
-                log_error_errno(r, "Failed to arm the retry timer, requeueing batch %s: %s", b->id, STRERROR(r));
-                batch_finish(p, b, BATCH_FAILED, res->http_status, why, SETTLEMENT_REQUEUE);
+                (void) back_off(p, b, v->delay, res, why);
                 return;
 
         case VERDICT_SPLIT:
                 batch_split(p, b, res->http_status);
-                batch_finish(p, b, BATCH_FAILED, res->http_status, res->body_excerpt, SETTLEMENT_NONE);
+                batch_finish(p, b, BATCH_FAILED, res->http_status, res->body_excerpt, SETTLEMENT_NONE, 0);
                 return;
 
         case VERDICT_FINISH:
                 if (!res) {
-                        batch_finish(p, b, v->row, 0, v->why, v->settlement);
+                        batch_finish(p, b, v->row, 0, v->why, v->settlement, v->dead_letter);
                         return;
                 }
                 log_finish(b, v, res, why);
-                batch_finish(p, b, v->row, res->http_status,
-                             v->row == BATCH_SENT       ? NULL
-                             : res->http_status > 0 ? res->body_excerpt
-                                                    : res->error,
-                             v->settlement);
+                batch_finish(p, b, v->row, res->http_status, v->row == BATCH_SENT ? NULL : answer_text(res),
+                             v->settlement, v->dead_letter);
                 return;
 
         default:
@@ -195,6 +283,7 @@ static void on_response(Sender *s, const SenderResult *res, void *userdata) {
         Batch *b = userdata;
         Pipeline *p = b->pipeline;
         CircuitState old = p->circuit.state;
+        VerdictInput in;
         Verdict v;
 
         p->stats.http_requests++;
@@ -206,18 +295,10 @@ static void on_response(Sender *s, const SenderResult *res, void *userdata) {
                               now(CLOCK_MONOTONIC));
         pipeline_circuit_transition(p, old);
 
-        v = verdict_decide(&(VerdictInput) {
-                                   .moment = BATCH_MOMENT_ANSWERED,
-                                   .http_status = res->http_status,
-                                   .retry_after = res->retry_after[0] ? res->retry_after : NULL,
-                                   .attempt = b->attempt,
-                                   .n_events = b->n,
-                                   .epoch_current = epoch_current(p, b),
-                                   .stopping = p->stopping,
-                                   .now_realtime = now(CLOCK_REALTIME),
-                                   .random = random_u64(),
-                           },
-                           &p->retry);
+        in = batch_input(p, b, BATCH_MOMENT_ANSWERED);
+        in.http_status = res->http_status;
+        in.retry_after = res->retry_after[0] ? res->retry_after : NULL;
+        v = verdict_decide(&in, &p->retry);
         carry_out(p, b, &v, res);
         pipeline_schedule(p);
 }
@@ -229,8 +310,12 @@ static void batch_start(Pipeline *p, Batch *b) {
         };
         int r;
 
+        if (b->attempt == 0)
+                /* Whether other batches get through is counted from the round's first attempt. */
+                b->round_successes = p->stats.http_by_class[2];
         b->attempt++;
-        rec.retries = b->attempt > 1;
+        b->attempts_total++;
+        rec.retries = b->attempts_total > 1;
         memcpy(rec.batch_id, b->id, sizeof rec.batch_id);
         r = ledger_append(p->ledger, &rec, NULL, NULL);
         if (r < 0)
@@ -238,14 +323,8 @@ static void batch_start(Pipeline *p, Batch *b) {
 
         r = sender_post(p->sender, b->id, b->payload.data, b->payload.size, on_response, b);
         if (r < 0) {
-                Verdict v = verdict_decide(&(VerdictInput) {
-                                                   .moment = BATCH_MOMENT_UNSTARTED,
-                                                   .attempt = b->attempt,
-                                                   .n_events = b->n,
-                                                   .epoch_current = epoch_current(p, b),
-                                                   .stopping = p->stopping,
-                                           },
-                                           &p->retry);
+                VerdictInput in = batch_input(p, b, BATCH_MOMENT_UNSTARTED);
+                Verdict v = verdict_decide(&in, &p->retry);
 
                 log_error_errno(r, "Failed to start the request for batch %s: %s", b->id, STRERROR(r));
                 /* No answer will come: if it was the probe, the next batch may be one. */
@@ -265,24 +344,21 @@ void pipeline_dispatch(Pipeline *p) {
                         bool retry = pass == 0;
                         usec_t t = now(CLOCK_MONOTONIC);
                         CircuitState old;
+                        VerdictInput in;
                         Verdict v;
 
                         next = b->next;
                         if (b->phase != PHASE_READY || b->holds_slot != retry)
                                 continue;
 
-                        v = verdict_decide(&(VerdictInput) {
-                                                   .moment = BATCH_MOMENT_READY,
-                                                   .attempt = b->attempt,
-                                                   .n_events = b->n,
-                                                   .circuit_lets_out = circuit_would_allow(&p->circuit, t),
-                                                   .epoch_current = epoch_current(p, b),
-                                                   .stopping = p->stopping,
-                                           },
-                                           &p->retry);
+                        in = batch_input(p, b, BATCH_MOMENT_READY);
+                        in.circuit_lets_out = circuit_would_allow(&p->circuit, t);
+                        v = verdict_decide(&in, &p->retry);
                         if (v.action == VERDICT_HOLD) {
+                                /* Nothing may leave; the rest still hear their verdict, as one
+                                 * may be due back at the broker. */
                                 arm_circuit_timer(p);
-                                return; /* nothing else may leave either */
+                                continue;
                         }
                         if (v.action == VERDICT_SEND) {
                                 if (!b->holds_slot) {
@@ -303,19 +379,14 @@ void pipeline_dispatch(Pipeline *p) {
 
 void pipeline_review_backoff(Pipeline *p) {
         for (Batch *b = p->batches_head, *next; b; b = next) {
+                VerdictInput in;
                 Verdict v;
 
                 next = b->next;
                 if (b->phase != PHASE_BACKOFF)
                         continue;
-                v = verdict_decide(&(VerdictInput) {
-                                           .moment = BATCH_MOMENT_BACKING_OFF,
-                                           .attempt = b->attempt,
-                                           .n_events = b->n,
-                                           .epoch_current = epoch_current(p, b),
-                                           .stopping = p->stopping,
-                                   },
-                                   &p->retry);
+                in = batch_input(p, b, BATCH_MOMENT_BACKING_OFF);
+                v = verdict_decide(&in, &p->retry);
                 carry_out(p, b, &v, NULL);
         }
 }

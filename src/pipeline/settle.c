@@ -139,7 +139,7 @@ static void on_final_committed(Ledger *l, void *userdata) {
                         delivery_settle(p, b->deliveries[i], FATE_REQUEUE);
                         break;
                 case SETTLEMENT_DEAD_LETTER:
-                        delivery_dead_letter(p, b->deliveries[i], DEAD_LETTER_HTTP, b->final_status, b->id);
+                        delivery_dead_letter(p, b->deliveries[i], b->dead_letter, b->final_status, b->id);
                         break;
                 default:
                         delivery_settle(p, b->deliveries[i], FATE_DROP);
@@ -151,7 +151,7 @@ static void on_final_committed(Ledger *l, void *userdata) {
 }
 
 void batch_finish(Pipeline *p, Batch *b, BatchStatus status, long http_status, const char *error,
-                  Settlement settlement) {
+                  Settlement settlement, DeadLetterKind dead_letter) {
         _cleanup_free_ char *message = NULL;
         LedgerRecord rec = {
                 .status = status,
@@ -164,7 +164,10 @@ void batch_finish(Pipeline *p, Batch *b, BatchStatus status, long http_status, c
         b->retry_timer = sd_event_source_disable_unref(b->retry_timer);
         b->phase = PHASE_SETTLING;
         b->settlement = settlement;
+        b->dead_letter = dead_letter;
         b->final_status = http_status;
+        if (settlement == SETTLEMENT_REQUEUE && b->expiring)
+                p->stats.events_returned_expiring += b->n;
 
         if (error) {
                 message = strndup(error, SENDER_BODY_EXCERPT_MAX);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The destination refuses the token with 401 (DESIGN §5): retriable, never dead-lettered; logged at
-error level as a token problem; the circuit opens. Once the token file is fixed and SIGHUP sent,
-everything is delivered with the new token."""
+error level as a token problem; the circuit opens; a batch whose attempts are spent while nothing
+gets through is held, not returned to the queue (§12: an outage must not spend the delivery
+limit). Once the token file is fixed and SIGHUP sent, everything is delivered with the new token."""
 
 import os
 import signal
@@ -26,9 +27,12 @@ def body(case):
     t.wait_log(r"^<3>Batch \S+ attempt 1/2 failed: HTTP 401.*fix it and reload", 5)
     st, ready = t.ready()
     check(st == 503 and ready["circuit_breaker"] in ("open", "half_open"), f"/ready is 503 ({ready})")
-    # Long enough for batches to exhaust their attempts and go back to the queue at least once.
-    t.wait_log(r"^<3>Batch \S+ failed after 2 attempt\(s\): HTTP 401.*requeueing its events", 30)
+    # Long enough for batches to spend their attempts: they are held, not requeued.
+    t.wait_log(r"^<3>Batch \S+ failed after 2 attempt\(s\): HTTP 401.*nothing else gets through, so its \d+ "
+               r"events stay here", 30)
     time.sleep(3)
+    check(t.stats()["events"]["requeued"] == 0, "nothing was returned to the queue while the token was wrong")
+    check(t.stats()["batches"]["held"] >= 1, f"held batches counted ({t.stats()['batches']['held']})")
     counts = case.receiver.counts()
     check(counts["batches"] == 0 and counts["requests_by_status"].get("401", 0) >= 3,
           f"nothing accepted with the wrong token ({counts['requests_by_status']})")

@@ -106,6 +106,8 @@ static const char default_format[] =
         "TRANSMITTER_RABBITMQ_PREFETCH=0\n"
         "TRANSMITTER_RABBITMQ_HEARTBEAT_S=30\n"
         "TRANSMITTER_RABBITMQ_CA_FILE=/etc/ssl/certs/ca-certificates.crt\n"
+        "TRANSMITTER_RABBITMQ_DELIVERY_LIMIT=20\n"
+        "TRANSMITTER_RABBITMQ_CONSUMER_TIMEOUT_S=1800\n"
         "TRANSMITTER_DATABASE_URL=postgresql://discovery:***@localhost:5432/discovery\n"
         "TRANSMITTER_DATABASE_MIGRATE=false\n"
         "TRANSMITTER_DESTINATION_URL=https://api.example.com/v1/discovery\n"
@@ -191,7 +193,7 @@ Test(config, setting_names_match_format) {
         size_t n = count_settings();
         Config c;
 
-        cr_expect_eq(n, 36);
+        cr_expect_eq(n, 38);
         for (size_t i = 0; i < n; i++) {
                 cr_expect_null(startswith(config_setting_names[i], "TRANSMITTER_"));
                 for (size_t j = 0; j < i; j++)
@@ -451,6 +453,10 @@ static const struct {
           "TRANSMITTER_RABBITMQ_HEARTBEAT_S=3601: out of range (accepted: 0-3600)" },
         { "RABBITMQ_HEARTBEAT_S", "-1",
           "TRANSMITTER_RABBITMQ_HEARTBEAT_S=-1: out of range (accepted: 0-3600)" },
+        { "RABBITMQ_DELIVERY_LIMIT", "100001",
+          "TRANSMITTER_RABBITMQ_DELIVERY_LIMIT=100001: out of range (accepted: 0-100000)" },
+        { "RABBITMQ_CONSUMER_TIMEOUT_S", "30m",
+          "TRANSMITTER_RABBITMQ_CONSUMER_TIMEOUT_S=30m: not a number (accepted: 0-604800)" },
         { "DATABASE_URL", "mysql://u:pw@h/db",
           "TRANSMITTER_DATABASE_URL=mysql://u:***@h/db: not a postgresql:// URL or key=value conninfo "
           "string "
@@ -1223,6 +1229,8 @@ Test(config, reloadable_settings) {
                 "CIRCUIT_RESET_TIMEOUT_S",
                 "LOG_LEVEL",
                 "SHUTDOWN_TIMEOUT_S",
+                "RABBITMQ_DELIVERY_LIMIT",
+                "RABBITMQ_CONSUMER_TIMEOUT_S",
         };
 
         for (size_t i = 0; config_setting_names[i]; i++) {

@@ -534,6 +534,8 @@ Test(metrics, telemetry) {
                 .batches_sent = 11,
                 .batches_failed = 2,
                 .batches_split = 1,
+                .batches_held = 2,
+                .events_returned_expiring = 5,
                 .bytes_raw = 1000000,
                 .bytes_compressed = 160000,
                 .broker_reconnects = 3,
@@ -564,6 +566,9 @@ Test(metrics, telemetry) {
         telemetry_request_done(t, 0, 30 * USEC_PER_SEC);
         telemetry_batch_formed(t, 100, 16000);
         telemetry_batch_formed(t, 1, 500);
+        telemetry_delivery_received(t, 0);
+        telemetry_delivery_received(t, 0);
+        telemetry_delivery_received(t, 3);
 
         cr_assert_eq(telemetry_format(t, &snap, &b), 0);
         text = strndup((const char *) b.data, b.size);
@@ -586,6 +591,11 @@ Test(metrics, telemetry) {
         cr_assert(has_line(text, "transmitter_batches_total{outcome=\"sent\"} 11"));
         cr_assert(has_line(text, "transmitter_batches_total{outcome=\"failed\"} 2"));
         cr_assert(has_line(text, "transmitter_batches_total{outcome=\"split\"} 1"));
+        cr_assert(has_line(text, "transmitter_batches_total{outcome=\"held\"} 2"));
+        cr_assert(has_line(text, "transmitter_consumer_timeout_returns_total 5"));
+        cr_assert(has_line(text, "transmitter_message_returns_bucket{le=\"0\"} 2"), "%s", text);
+        cr_assert(has_line(text, "transmitter_message_returns_bucket{le=\"3\"} 3"));
+        cr_assert(has_line(text, "transmitter_message_returns_sum 3"));
         cr_assert(has_line(text, "transmitter_payload_bytes_total{stage=\"raw\"} 1000000"));
         cr_assert(has_line(text, "transmitter_payload_bytes_total{stage=\"compressed\"} 160000"));
         cr_assert(has_line(text, "transmitter_reconnects_total{peer=\"rabbitmq\"} 3"));

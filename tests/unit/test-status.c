@@ -242,9 +242,12 @@ Test(status, stats_busy) {
                 .events_redelivered = 34,
                 .events_sent = 1100,
                 .events_requeued = 7,
+                .max_delivery_count = 4,
+                .events_returned_expiring = 9,
                 .batches_sent = 11,
                 .batches_failed = 2,
                 .batches_split = 3,
+                .batches_held = 2,
                 .bytes_raw = 1000000,
                 .bytes_compressed = 160000,
                 .http_requests = 16,
@@ -285,6 +288,9 @@ Test(status, stats_busy) {
         cr_assert_eq(get_int(o, "events.redelivered"), 34);
         cr_assert_eq(get_int(o, "events.sent"), 1100);
         cr_assert_eq(get_int(o, "events.requeued"), 7);
+        cr_assert_eq(get_int(o, "events.max_delivery_count"), 4);
+        cr_assert_eq(get_int(o, "events.returned_before_consumer_timeout"), 9);
+        cr_assert_eq(get_int(o, "batches.held"), 2);
         cr_assert_eq(get_int(o, "events.pending"), 42);
         cr_assert_eq(get_int(o, "events.dead_lettered.total"), 9);
         cr_assert_eq(get_int(o, "events.dead_lettered.by_reason.not_json"), 5);
@@ -367,6 +373,7 @@ Test(status, dead_letter_reasons) {
         Seen seen = { 0 };
 
         st.events_dead_lettered[DEAD_LETTER_EMPTY] = 1;
+        st.events_dead_lettered[DEAD_LETTER_RETRIES_EXHAUSTED] = 4;
         st.events_dead_lettered[DEAD_LETTER_HTTP] = 6;
 #ifdef PIPELINE_HTTP_STATUS_MAX
         st.events_dead_lettered_http[413] = 1;
@@ -381,18 +388,20 @@ Test(status, dead_letter_reasons) {
         cr_assert_str_eq(seen.reasons[1], "not_json");
         cr_assert_eq(seen.counts[1], 0);
         cr_assert_str_eq(seen.reasons[4], "too_large");
+        cr_assert_str_eq(seen.reasons[5], "retries_exhausted");
+        cr_assert_eq(seen.counts[5], 4);
 #ifdef PIPELINE_HTTP_STATUS_MAX
-        cr_assert_eq(seen.n, 8);
-        cr_assert_str_eq(seen.reasons[5], "http_other");
-        cr_assert_eq(seen.counts[5], 3);
-        cr_assert_str_eq(seen.reasons[6], "http_400");
-        cr_assert_eq(seen.counts[6], 2);
-        cr_assert_str_eq(seen.reasons[7], "http_413");
-        cr_assert_eq(seen.counts[7], 1);
+        cr_assert_eq(seen.n, 9);
+        cr_assert_str_eq(seen.reasons[6], "http_other");
+        cr_assert_eq(seen.counts[6], 3);
+        cr_assert_str_eq(seen.reasons[7], "http_400");
+        cr_assert_eq(seen.counts[7], 2);
+        cr_assert_str_eq(seen.reasons[8], "http_413");
+        cr_assert_eq(seen.counts[8], 1);
 #else
-        cr_assert_eq(seen.n, 6);
-        cr_assert_str_eq(seen.reasons[5], "http");
-        cr_assert_eq(seen.counts[5], 6);
+        cr_assert_eq(seen.n, 7);
+        cr_assert_str_eq(seen.reasons[6], "http");
+        cr_assert_eq(seen.counts[6], 6);
 #endif
 }
 

@@ -22,6 +22,8 @@ static const RetryPolicy policy = {
 #define LETS_OUT  (1u << 0) /* the circuit would let a request out */
 #define OLD_EPOCH (1u << 1) /* the broker connection the messages came on is gone */
 #define STOPPING  (1u << 2)
+#define OTHERS    (1u << 3) /* another batch was answered 2xx since this one's round began */
+#define EXPIRING  (1u << 4) /* a message nears the broker's consumer timeout */
 
 typedef struct Row {
         const char *what;
@@ -31,11 +33,16 @@ typedef struct Row {
         size_t n_events;
         unsigned flags;
         const char *retry_after;
+        unsigned delivery_count;
         VerdictAction action;
         BatchStatus row;
         Settlement settlement;
         usec_t delay;
+        bool new_round;
+        DeadLetterKind dead_letter;
 } Row;
+
+#define DELIVERY_LIMIT 20
 
 static VerdictInput row_input(const Row *r) {
         return (VerdictInput) {
@@ -47,6 +54,10 @@ static VerdictInput row_input(const Row *r) {
                 .circuit_lets_out = r->flags & LETS_OUT,
                 .epoch_current = !(r->flags & OLD_EPOCH),
                 .stopping = r->flags & STOPPING,
+                .others_got_through = r->flags & OTHERS,
+                .expiring = r->flags & EXPIRING,
+                .delivery_count = r->delivery_count,
+                .delivery_limit = DELIVERY_LIMIT,
                 .now_realtime = NOW_REALTIME,
         };
 }
@@ -55,12 +66,17 @@ static VerdictInput row_input(const Row *r) {
 #define A BATCH_MOMENT_ANSWERED
 #define U BATCH_MOMENT_UNSTARTED
 #define B BATCH_MOMENT_BACKING_OFF
-#define SEND VERDICT_SEND, 0, 0, 0
-#define HOLD VERDICT_HOLD, 0, 0, 0
-#define RETRY(d) VERDICT_RETRY, 0, 0, (d)
-#define SPLIT VERDICT_SPLIT, BATCH_FAILED, 0, 0
-#define SENT(s) VERDICT_FINISH, BATCH_SENT, (s), 0
-#define FAILED(s) VERDICT_FINISH, BATCH_FAILED, (s), 0
+#define SEND 0, VERDICT_SEND, 0, 0, 0, false, 0
+#define HOLD 0, VERDICT_HOLD, 0, 0, 0, false, 0
+#define RETRY(d) 0, VERDICT_RETRY, 0, 0, (d), false, 0
+#define NEW_ROUND(d) 0, VERDICT_RETRY, BATCH_FAILED, 0, (d), true, 0
+#define SPLIT 0, VERDICT_SPLIT, BATCH_FAILED, 0, 0, false, 0
+#define SENT(s) 0, VERDICT_FINISH, BATCH_SENT, (s), 0, false, 0
+#define FAILED(s) 0, VERDICT_FINISH, BATCH_FAILED, (s), 0, false, 0
+#define DEAD(k) 0, VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, (k)
+#define DEAD_HTTP DEAD(DEAD_LETTER_HTTP)
+#define REQUEUED_AT(count) (count), VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_REQUEUE, 0, false, 0
+#define DEAD_AT(count) (count), VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, DEAD_LETTER_RETRIES_EXHAUSTED
 
 /*  what                                                 moment status attempt n flags retry-after  verdict */
 static const Row rows[] = {
@@ -72,6 +88,8 @@ static const Row rows[] = {
         { "stopping, circuit open: back to the broker now",       R, 0, 0, 100, STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
         { "connection lost before sending",                       R, 0, 0, 100, LETS_OUT | OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
         { "connection lost, circuit open",                        R, 0, 0, 100, OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
+        { "circuit open, near the consumer timeout: returned",    R, 0, 3, 100, EXPIRING, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "circuit lets out, near the consumer timeout: sent",    R, 0, 3, 100, LETS_OUT | EXPIRING, NULL, SEND },
 
         /* 2xx: sent. */
         { "200",                                                  A, 200, 1, 100, 0, NULL, SENT(SETTLEMENT_ACK) },
@@ -85,9 +103,10 @@ static const Row rows[] = {
         /* Retriable: backoff multiplier^k, then requeue when the attempts are spent. */
         { "no answer (connect, TLS, timeout), attempt 1",         A, 0, 1, 100, 0, NULL, RETRY(2 * S) },
         { "no answer, attempt 2",                                 A, 0, 2, 100, 0, NULL, RETRY(4 * S) },
-        { "no answer, attempt 3 of 3",                            A, 0, 3, 100, 0, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "no answer, attempts spent, nothing else got through: held, a new round",
+                                                                  A, 0, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
         { "401: a token to fix, never thrown away",               A, 401, 1, 100, 0, NULL, RETRY(2 * S) },
-        { "401, attempts spent",                                  A, 401, 3, 100, 0, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "401, attempts spent: held until the token is fixed",   A, 401, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
         { "403",                                                  A, 403, 2, 100, 0, NULL, RETRY(4 * S) },
         { "408",                                                  A, 408, 1, 100, 0, NULL, RETRY(2 * S) },
         { "429",                                                  A, 429, 1, 100, 0, NULL, RETRY(2 * S) },
@@ -99,32 +118,46 @@ static const Row rows[] = {
         { "502, one event",                                       A, 502, 1, 1, 0, NULL, RETRY(2 * S) },
         { "504",                                                  A, 504, 2, 100, 0, NULL, RETRY(4 * S) },
         { "599",                                                  A, 599, 1, 100, 0, NULL, RETRY(2 * S) },
-        { "503, attempts spent",                                  A, 503, 3, 100, 0, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "503, attempts spent, the destination is down: held",   A, 503, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
+        { "503, attempts spent, held, Retry-After honoured",      A, 503, 3, 100, 0, "20", NEW_ROUND(20 * S) },
+        { "503 while others get through, attempts left: retry",   A, 503, 2, 100, OTHERS, NULL, RETRY(4 * S) },
+        { "503, attempts spent, others get through: split",       A, 503, 3, 100, OTHERS, NULL, SPLIT },
+        { "no answer, spent, others get through, 2 events: split", A, 0, 3, 2, OTHERS, NULL, SPLIT },
+        { "500, spent, one event, first delivery: requeued",      A, 500, 3, 1, OTHERS, NULL, REQUEUED_AT(0) },
+        { "500, spent, one event, returned 18 times: requeued",   A, 500, 3, 1, OTHERS, NULL, REQUEUED_AT(18) },
+        { "500, spent, one event, returned 19 times of 20: dead", A, 500, 3, 1, OTHERS, NULL, DEAD_AT(19) },
+        { "500, spent, one event, past the limit: dead",          A, 500, 3, 1, OTHERS, NULL, DEAD_AT(25) },
+        { "500, spent, one event, nothing else got through: held", A, 500, 3, 1, 0, NULL, 19, VERDICT_RETRY,
+          BATCH_FAILED, 0, 8 * S, true, 0 },
+        { "503, spent, others get through, stopping: requeued",   A, 503, 3, 100, OTHERS | STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "503 near the consumer timeout: returned, not retried", A, 503, 1, 100, EXPIRING, NULL, FAILED(SETTLEMENT_REQUEUE) },
+        { "200 near the consumer timeout: acked",                 A, 200, 1, 100, EXPIRING, NULL, SENT(SETTLEMENT_ACK) },
+        { "400 near the consumer timeout: split all the same",    A, 400, 1, 100, EXPIRING, NULL, SPLIT },
         { "503 while stopping: no retry, back to the broker",     A, 503, 1, 100, STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
         { "503 after the connection was lost",                    A, 503, 1, 100, OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
 
         /* Permanent: dead-lettered, but 400/413/422 split a batch of more than one event. */
         { "400, 100 events: split",                               A, 400, 1, 100, 0, NULL, SPLIT },
         { "400, 2 events: split",                                 A, 400, 1, 2, 0, NULL, SPLIT },
-        { "400, 1 event: dead-lettered",                          A, 400, 1, 1, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
+        { "400, 1 event: dead-lettered",                          A, 400, 1, 1, 0, NULL, DEAD_HTTP },
         { "413, 100 events: split",                               A, 413, 1, 100, 0, NULL, SPLIT },
-        { "413, 1 event",                                         A, 413, 1, 1, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
+        { "413, 1 event",                                         A, 413, 1, 1, 0, NULL, DEAD_HTTP },
         { "422, 3 events: split",                                 A, 422, 2, 3, 0, NULL, SPLIT },
-        { "422, 1 event",                                         A, 422, 1, 1, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
+        { "422, 1 event",                                         A, 422, 1, 1, 0, NULL, DEAD_HTTP },
         { "400 while stopping: split all the same",               A, 400, 1, 10, STOPPING, NULL, SPLIT },
         { "400 after the connection was lost: no split",          A, 400, 1, 100, OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
-        { "404, 100 events: no split",                            A, 404, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "405",                                                  A, 405, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "409",                                                  A, 409, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "410",                                                  A, 410, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "451",                                                  A, 451, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "501",                                                  A, 501, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "505",                                                  A, 505, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "301: redirects are not followed",                      A, 301, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "302",                                                  A, 302, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "307, one event",                                       A, 307, 1, 1, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "100: never a final answer",                            A, 100, 1, 100, 0, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
-        { "404 while stopping",                                   A, 404, 1, 100, STOPPING, NULL, FAILED(SETTLEMENT_DEAD_LETTER) },
+        { "404, 100 events: no split",                            A, 404, 1, 100, 0, NULL, DEAD_HTTP },
+        { "405",                                                  A, 405, 1, 100, 0, NULL, DEAD_HTTP },
+        { "409",                                                  A, 409, 1, 100, 0, NULL, DEAD_HTTP },
+        { "410",                                                  A, 410, 1, 100, 0, NULL, DEAD_HTTP },
+        { "451",                                                  A, 451, 1, 100, 0, NULL, DEAD_HTTP },
+        { "501",                                                  A, 501, 1, 100, 0, NULL, DEAD_HTTP },
+        { "505",                                                  A, 505, 1, 100, 0, NULL, DEAD_HTTP },
+        { "301: redirects are not followed",                      A, 301, 1, 100, 0, NULL, DEAD_HTTP },
+        { "302",                                                  A, 302, 1, 100, 0, NULL, DEAD_HTTP },
+        { "307, one event",                                       A, 307, 1, 1, 0, NULL, DEAD_HTTP },
+        { "100: never a final answer",                            A, 100, 1, 100, 0, NULL, DEAD_HTTP },
+        { "404 while stopping",                                   A, 404, 1, 100, STOPPING, NULL, DEAD_HTTP },
         { "404 after the connection was lost",                    A, 404, 1, 100, OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
 
         /* No request at all. */
@@ -136,6 +169,7 @@ static const Row rows[] = {
         { "backing off when the stop begins",                     B, 0, 1, 100, STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
         { "backing off when the connection is lost",              B, 0, 2, 100, OLD_EPOCH, NULL, FAILED(SETTLEMENT_NONE) },
         { "backing off, connection lost while stopping",          B, 0, 2, 100, OLD_EPOCH | STOPPING, NULL, FAILED(SETTLEMENT_NONE) },
+        { "backing off near the consumer timeout: returned",      B, 0, 2, 100, EXPIRING, NULL, FAILED(SETTLEMENT_REQUEUE) },
 };
 
 Test(verdict, design_rows) {
@@ -152,9 +186,17 @@ Test(verdict, design_rows) {
                 if (r->action == VERDICT_FINISH)
                         cr_expect_eq(v.settlement, r->settlement, "%s: settlement %s, expected %s", r->what,
                                      settlement_to_string(v.settlement), settlement_to_string(r->settlement));
-                if (r->action == VERDICT_RETRY)
+                if (r->action == VERDICT_RETRY) {
                         cr_expect_eq(v.delay, r->delay, "%s: delay %" PRIu64 " µs, expected %" PRIu64, r->what,
                                      v.delay, r->delay);
+                        cr_expect_eq(v.new_round, r->new_round, "%s: new_round %d", r->what, v.new_round);
+                        if (r->new_round)
+                                cr_expect_eq(v.row, BATCH_FAILED, "%s: the spent round's row is 'failed'", r->what);
+                }
+                if (r->action == VERDICT_FINISH && r->settlement == SETTLEMENT_DEAD_LETTER)
+                        cr_expect_eq(v.dead_letter, r->dead_letter, "%s: reason %s, expected %s", r->what,
+                                     dead_letter_kind_to_string(v.dead_letter),
+                                     dead_letter_kind_to_string(r->dead_letter));
         }
 }
 
@@ -202,4 +244,29 @@ Test(verdict, jitter) {
                 hi = MAX(hi, v.delay);
         }
         cr_expect(hi > lo, "jitter varies the delay");
+}
+
+/* RABBITMQ_DELIVERY_LIMIT=0: no limit is known, a lone failing event is always requeued. */
+Test(verdict, no_delivery_limit) {
+        VerdictInput in = { .moment = BATCH_MOMENT_ANSWERED, .http_status = 500, .attempt = 3, .n_events = 1,
+                            .epoch_current = true, .others_got_through = true, .delivery_count = 1000 };
+        Verdict v = verdict_decide(&in, &policy);
+
+        cr_expect_eq(v.action, VERDICT_FINISH);
+        cr_expect_eq(v.settlement, SETTLEMENT_REQUEUE);
+        in.delivery_limit = 1;
+        v = verdict_decide(&in, &policy);
+        cr_expect_eq(v.settlement, SETTLEMENT_DEAD_LETTER, "a limit of 1: dead-lettered at its first failure");
+}
+
+Test(verdict, consumer_timeout_hold_limit) {
+        /* The broker's default, 30 min: held at most 22.5 min. */
+        cr_expect_eq(consumer_timeout_hold_limit(1800 * S, 30 * S), 1350 * S);
+        /* A minute: the request timeout decides, an answer on the wire comes before it. */
+        cr_expect_eq(consumer_timeout_hold_limit(60 * S, 30 * S), 25 * S);
+        cr_expect_eq(consumer_timeout_hold_limit(60 * S, 5 * S), 45 * S);
+        /* Too short for the margin: half of it. */
+        cr_expect_eq(consumer_timeout_hold_limit(20 * S, 30 * S), 10 * S);
+        /* None. */
+        cr_expect_eq(consumer_timeout_hold_limit(0, 30 * S), USEC_INFINITY);
 }
