@@ -26,6 +26,9 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 #define CLAMP(x, lo, hi) ((x) < (lo) ? (lo) : (x) > (hi) ? (hi) : (x))
 
+/* The struct of type that holds member at ptr (for intrusive lists). */
+#define container_of(ptr, type, member) ((type *) (void *) ((char *) (ptr) - offsetof(type, member)))
+
 /* Takes ownership of a pointer out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                                   \
         __extension__({                               \
