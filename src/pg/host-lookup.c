@@ -4,11 +4,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/eventfd.h>
 
 #include "pg/host-lookup.h"
+#include "util/mailbox.h"
 
-/* What the thread writes for one name; the loop reads it after the eventfd says done. */
+/* What the thread writes for one name; the loop reads it once the done item is in the mailbox. */
 typedef struct Answer {
         char *addresses[HOST_LOOKUP_ADDRESSES_MAX];
         size_t n_addresses;
@@ -16,10 +16,11 @@ typedef struct Answer {
 } Answer;
 
 /* What the thread and the loop share; the last of the two to let go frees it, so that an
- * abandoned lookup's thread still has somewhere to write. */
+ * abandoned lookup's thread still has somewhere to write, the mailbox included. */
 typedef struct Job {
         atomic_int refs;
-        int fd; /* eventfd: the thread signals it when done */
+        Mailbox *mailbox; /* the thread posts done to it when every name has an answer */
+        MailboxItem done;
         size_t n;
         char **names;
         Answer answers[];
@@ -41,7 +42,7 @@ static void job_unref(Job *j) {
                         free(j->answers[i].addresses[k]);
         }
         free(j->names);
-        safe_close(j->fd);
+        mailbox_free(j->mailbox);
         free(j);
 }
 
@@ -82,7 +83,7 @@ static void *lookup_thread(void *userdata) {
         for (size_t i = 0; i < j->n; i++)
                 if (!isempty(j->names[i]))
                         lookup_one(j->names[i], &j->answers[i]);
-        (void) eventfd_write(j->fd, 1);
+        mailbox_post(j->mailbox, &j->done);
         job_unref(j);
         return NULL;
 }
@@ -90,6 +91,9 @@ static void *lookup_thread(void *userdata) {
 static int on_done(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         HostLookup *l = userdata;
 
+        /* The one item there is, embedded in the job: nothing to free. */
+        if (!mailbox_take(l->job->mailbox))
+                return 0;
         (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
         l->done(l, l->userdata);
         return 0;
@@ -114,7 +118,6 @@ int host_lookup_start(sd_event *e, const char *const *names, size_t n, HostLooku
                 return -ENOMEM;
         atomic_init(&j->refs, 1);
         j->n = n;
-        j->fd = -EBADF;
         l->job = j;
         j->names = calloc(n, sizeof *j->names);
         if (!j->names)
@@ -124,11 +127,11 @@ int host_lookup_start(sd_event *e, const char *const *names, size_t n, HostLooku
                 if (!j->names[i])
                         return -ENOMEM;
         }
-        j->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (j->fd < 0)
-                return -errno;
+        r = mailbox_new(&j->mailbox);
+        if (r < 0)
+                return r;
 
-        r = sd_event_add_io(e, &l->source, j->fd, EPOLLIN, on_done, l);
+        r = sd_event_add_io(e, &l->source, mailbox_fd(j->mailbox), EPOLLIN, on_done, l);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(l->source, "host-lookup");
@@ -163,7 +166,7 @@ const char *host_lookup_error(const HostLookup *l, size_t i) {
 HostLookup *host_lookup_free(HostLookup *l) {
         if (!l)
                 return NULL;
-        /* The source goes before the job: it watches the job's eventfd. */
+        /* The source goes before the job: it watches the job's mailbox. */
         sd_event_source_disable_unref(l->source);
         job_unref(l->job);
         return mfree(l);
