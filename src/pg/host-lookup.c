@@ -52,7 +52,7 @@ static void lookup_one(const char *name, Answer *a) {
         int r = getaddrinfo(name, NULL, &hints, &res);
 
         if (r != 0) {
-                snprintf(a->error, sizeof a->error, "%s", r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+                snprintf(a->error, sizeof a->error, "%s", r == EAI_SYSTEM ? STRERROR(errno) : gai_strerror(r));
                 return;
         }
         for (const struct addrinfo *ai = res; ai && a->n_addresses < HOST_LOOKUP_ADDRESSES_MAX; ai = ai->ai_next) {
