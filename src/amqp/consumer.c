@@ -60,7 +60,6 @@ struct AmqpConsumer {
         bool thread_started;
         atomic_bool stop_requested;
         atomic_bool cancel_requested; /* sticks across reconnects: a stopping service consumes no more */
-        atomic_bool connected;
         pthread_mutex_t lock;
         /* The connection's socket, for stop_thread() to shutdown() when the thread is stuck in a
          * send or an RPC towards a frozen broker. Under lock, so that it never names a descriptor
@@ -73,6 +72,7 @@ struct AmqpConsumer {
 
         /* Owned by the thread. */
         amqp_connection_state_t conn;
+        bool connected; /* logged in, and the broker did not close: worth a clean connection.close */
         uint64_t epoch;
         bool consuming;
         amqp_bytes_t consumer_tag;
@@ -316,7 +316,7 @@ static void session_close(AmqpConsumer *c) {
                 return;
         /* A clean close where the broker still answers; a dead socket fails fast, and so does one
          * that stop_thread() shut down because the broker stopped answering. */
-        if (atomic_load(&c->connected))
+        if (c->connected)
                 (void) amqp_connection_close(c->conn, AMQP_REPLY_SUCCESS);
         pthread_mutex_lock(&c->lock);
         (void) amqp_destroy_connection(c->conn);
@@ -422,7 +422,7 @@ static int session_open(AmqpConsumer *c, char *error, size_t size) {
                 format_reply(reply, "login", error, size);
                 return -EACCES;
         }
-        atomic_store(&c->connected, true);
+        c->connected = true;
 
         amqp_channel_open(c->conn, CONSUME_CHANNEL);
         if (check_reply(c, "channel.open", error, size) < 0)
@@ -661,7 +661,7 @@ static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox
                 snprintf(error, size, "connection closed by broker: %u %.*s", m->reply_code,
                          (int) m->reply_text.len, (const char *) m->reply_text.bytes);
                 (void) amqp_send_method(c->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-                atomic_store(&c->connected, false);
+                c->connected = false;
                 return -ECONNRESET;
         }
         case AMQP_CONNECTION_BLOCKED_METHOD:
@@ -888,7 +888,7 @@ static void *consumer_thread(void *userdata) {
                 r = session_open(c, error, sizeof error);
                 if (r < 0) {
                         session_close(c);
-                        atomic_store(&c->connected, false);
+                        c->connected = false;
                         post_event(c, AMQP_EVENT_DISCONNECTED, 0, NULL, false, error);
                         wait_backoff(c, backoff);
                         backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
@@ -900,9 +900,9 @@ static void *consumer_thread(void *userdata) {
 
                 r = session_run(c, error, sizeof error);
                 if (r < 0)
-                        atomic_store(&c->connected, false);
+                        c->connected = false;
                 session_close(c);
-                atomic_store(&c->connected, false);
+                c->connected = false;
                 post_event(c, AMQP_EVENT_DISCONNECTED, c->epoch, NULL, r >= 0, r >= 0 ? "closed" : error);
         }
 
@@ -1091,8 +1091,4 @@ int amqp_consumer_cancel(AmqpConsumer *c) {
         cmd->type = COMMAND_CANCEL;
         atomic_store(&c->cancel_requested, true);
         return push_command(c, cmd);
-}
-
-bool amqp_consumer_is_connected(AmqpConsumer *c) {
-        return atomic_load(&c->connected);
 }

@@ -107,5 +107,3 @@ int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetter
 
 /* Stops consuming (basic.cancel); deliveries already on the way may still arrive. */
 int amqp_consumer_cancel(AmqpConsumer *c);
-
-bool amqp_consumer_is_connected(AmqpConsumer *c);
