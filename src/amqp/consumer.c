@@ -848,7 +848,7 @@ static int session_run(AmqpConsumer *c, char *error, size_t size) {
 
                 buffered = amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn);
                 if (poll(p, 2, buffered ? 0 : idle_ms) < 0 && errno != EINTR) {
-                        snprintf(error, size, "poll: %s", strerror(errno));
+                        snprintf(error, size, "poll: %s", STRERROR(errno));
                         return -errno;
                 }
                 if (p[1].revents & POLLIN)
