@@ -6,11 +6,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include "amqp/consumer.h"
 #include "os/log.h"
+#include "util/mailbox.h"
 #include "version.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
@@ -37,11 +37,11 @@ typedef enum ConfirmState {
 } ConfirmState;
 
 typedef struct Command {
+        MailboxItem item;
         CommandType type;
         uint64_t epoch;
         AmqpDelivery *delivery;
         DeadLetterReason reason;
-        struct Command *next;
         size_t n_acks;
         AckCommand acks[];
 } Command;
@@ -65,10 +65,9 @@ struct AmqpConsumer {
          * send or an RPC towards a frozen broker. Under lock, so that it never names a descriptor
          * that amqp_destroy_connection() closed and something else may have reused. */
         int socket_fd;
-        AmqpEvent *events_head, *events_tail;
-        Command *commands_head, *commands_tail;
-        int events_fd;   /* the thread writes, the loop reads */
-        int commands_fd; /* the loop writes, the thread polls */
+        Mailbox *events;   /* the thread posts, the loop takes */
+        Mailbox *commands; /* the loop posts, the thread takes */
+        MailboxItem stop;  /* no command: posted by stop_thread() to wake the thread */
 
         /* Owned by the thread. */
         amqp_connection_state_t conn;
@@ -107,28 +106,11 @@ static void event_free(AmqpEvent *ev) {
         free(ev);
 }
 
-static void eventfd_signal(int fd) {
-        uint64_t one = 1;
-        (void) !write(fd, &one, sizeof one);
-}
-
-static void eventfd_clear(int fd) {
-        uint64_t v;
-        (void) !read(fd, &v, sizeof v);
-}
-
-/* Thread side: hand events to the loop, in order. */
-static void post_events(AmqpConsumer *c, AmqpEvent *first, AmqpEvent *last) {
-        if (!first)
+static void command_free(Command *cmd) {
+        if (!cmd)
                 return;
-        pthread_mutex_lock(&c->lock);
-        if (c->events_tail)
-                c->events_tail->next = first;
-        else
-                c->events_head = first;
-        c->events_tail = last;
-        pthread_mutex_unlock(&c->lock);
-        eventfd_signal(c->events_fd);
+        amqp_delivery_free(cmd->delivery);
+        free(cmd);
 }
 
 static void post_event(AmqpConsumer *c, AmqpEventType type, uint64_t epoch, AmqpDelivery *d, bool ok,
@@ -143,30 +125,7 @@ static void post_event(AmqpConsumer *c, AmqpEventType type, uint64_t epoch, Amqp
         *ev = (AmqpEvent) { .type = type, .epoch = epoch, .delivery = d, .ok = ok };
         if (message)
                 ev->message = strdup(message); /* NULL when out of memory: the loop logs "" then */
-        post_events(c, ev, ev);
-}
-
-static Command *take_commands(AmqpConsumer *c) {
-        Command *list;
-
-        pthread_mutex_lock(&c->lock);
-        list = c->commands_head;
-        c->commands_head = c->commands_tail = NULL;
-        pthread_mutex_unlock(&c->lock);
-        return list;
-}
-
-/* Loop side. */
-static int push_command(AmqpConsumer *c, Command *cmd) {
-        pthread_mutex_lock(&c->lock);
-        if (c->commands_tail)
-                c->commands_tail->next = cmd;
-        else
-                c->commands_head = cmd;
-        c->commands_tail = cmd;
-        pthread_mutex_unlock(&c->lock);
-        eventfd_signal(c->commands_fd);
-        return 0;
+        mailbox_post(c->events, &ev->item);
 }
 
 static void format_reply(amqp_rpc_reply_t reply, const char *what, char *buf, size_t size) {
@@ -457,18 +416,6 @@ static int session_open(AmqpConsumer *c, char *error, size_t size) {
         return 0;
 }
 
-typedef struct Inbox {
-        AmqpEvent *first, *last;
-} Inbox;
-
-static void inbox_add(Inbox *in, AmqpEvent *ev) {
-        if (in->last)
-                in->last->next = ev;
-        else
-                in->first = ev;
-        in->last = ev;
-}
-
 static size_t bytes_size(const amqp_basic_properties_t *p, amqp_flags_t flag, amqp_bytes_t b) {
         return (p->_flags & flag) ? b.len : 0;
 }
@@ -553,12 +500,12 @@ static int delivery_begin(AmqpConsumer *c, const amqp_frame_t *frame, char *erro
         return 0;
 }
 
-static void delivery_complete(AmqpConsumer *c, Inbox *inbox) {
+static void delivery_complete(AmqpConsumer *c, MailboxList *inbox) {
         AmqpDelivery *d = TAKE_PTR(c->reading);
 
         d->received_at = now(CLOCK_MONOTONIC);
         c->reading_method = false;
-        inbox_add(inbox, &d->event);
+        mailbox_list_append(inbox, &d->event.item);
 }
 
 static void reading_reset(AmqpConsumer *c) {
@@ -571,7 +518,7 @@ static void reading_reset(AmqpConsumer *c) {
 /* Content frames: the header and body frames that follow basic.deliver on the consume channel
  * (the delivery being read) or basic.return on the publish channel (skipped). AMQP sends a
  * message's frames in order on its channel; other channels' frames may come in between. */
-static int handle_content(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox, char *error, size_t size) {
+static int handle_content(AmqpConsumer *c, const amqp_frame_t *frame, MailboxList *inbox, char *error, size_t size) {
         bool header = frame->frame_type == AMQP_FRAME_HEADER;
         int r;
 
@@ -609,7 +556,7 @@ static int handle_content(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inb
         return 0;
 }
 
-static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox, char *error, size_t size) {
+static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, MailboxList *inbox, char *error, size_t size) {
         if (frame->frame_type == AMQP_FRAME_HEADER || frame->frame_type == AMQP_FRAME_BODY)
                 return handle_content(c, frame, inbox, error, size);
         if (frame->frame_type != AMQP_FRAME_METHOD)
@@ -680,7 +627,7 @@ static int handle_frame(AmqpConsumer *c, const amqp_frame_t *frame, Inbox *inbox
  * checks heartbeats. Deliveries go to the loop in one go. */
 static int read_frames(AmqpConsumer *c, bool until_confirm, char *error, size_t size) {
         struct timeval tv = { .tv_sec = until_confirm ? (time_t) MAX(2 * c->heartbeat_s, 30u) : 0 };
-        Inbox inbox = { 0 };
+        MailboxList inbox = { 0 };
         int r = 0;
 
         for (unsigned i = 0; until_confirm ? c->confirm == CONFIRM_NONE : i < READ_BURST; i++) {
@@ -702,7 +649,7 @@ static int read_frames(AmqpConsumer *c, bool until_confirm, char *error, size_t 
                         break;
         }
 
-        post_events(c, inbox.first, inbox.last);
+        mailbox_post_list(c->events, &inbox);
         return r;
 }
 
@@ -789,13 +736,17 @@ static int settle(AmqpConsumer *c, const Command *cmd, char *error, size_t size)
 /* Runs every queued command. Commands of another epoch, or all of them once the
  * connection failed, are dropped; dead-letter requests go back unpublished. */
 static int run_commands(AmqpConsumer *c, bool live, char *error, size_t size) {
-        Command *cmd = take_commands(c);
         int ret = 0;
 
-        while (cmd) {
-                Command *next = cmd->next;
-                bool current = live && ret >= 0 && cmd->epoch == c->epoch;
+        for (MailboxItem *i = mailbox_take(c->commands), *next; i; i = next) {
+                Command *cmd = container_of(i, Command, item);
+                bool current;
                 int r = 0;
+
+                next = i->next;
+                if (i == &c->stop)
+                        continue;
+                current = live && ret >= 0 && cmd->epoch == c->epoch;
 
                 switch (cmd->type) {
                 case COMMAND_SETTLE:
@@ -823,7 +774,6 @@ static int run_commands(AmqpConsumer *c, bool live, char *error, size_t size) {
                 if (r < 0 && ret >= 0)
                         ret = r;
                 free(cmd);
-                cmd = next;
         }
         return ret;
 }
@@ -835,7 +785,7 @@ static int session_run(AmqpConsumer *c, char *error, size_t size) {
         for (;;) {
                 struct pollfd p[2] = {
                         { .fd = amqp_get_sockfd(c->conn), .events = POLLIN },
-                        { .fd = c->commands_fd, .events = POLLIN },
+                        { .fd = mailbox_fd(c->commands), .events = POLLIN },
                 };
                 bool buffered;
                 int r;
@@ -847,12 +797,12 @@ static int session_run(AmqpConsumer *c, char *error, size_t size) {
                         return 0;
 
                 buffered = amqp_frames_enqueued(c->conn) || amqp_data_in_buffer(c->conn);
+                /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
                 if (poll(p, 2, buffered ? 0 : idle_ms) < 0 && errno != EINTR) {
-                        snprintf(error, size, "poll: %s", STRERROR(errno));
-                        return -errno;
+                        r = -errno;
+                        snprintf(error, size, "poll: %s", STRERROR(r));
+                        return r;
                 }
-                if (p[1].revents & POLLIN)
-                        eventfd_clear(c->commands_fd);
 
                 r = read_frames(c, false, error, size);
                 if (r < 0)
@@ -867,13 +817,12 @@ static void wait_backoff(AmqpConsumer *c, usec_t delay) {
 
         for (;;) {
                 usec_t t = now(CLOCK_MONOTONIC);
-                struct pollfd p = { .fd = c->commands_fd, .events = POLLIN };
+                struct pollfd p = { .fd = mailbox_fd(c->commands), .events = POLLIN };
 
                 (void) run_commands(c, false, ignored, sizeof ignored);
                 if (atomic_load(&c->stop_requested) || t >= until)
                         return;
-                if (poll(&p, 1, (int) ((until - t + USEC_PER_MSEC - 1) / USEC_PER_MSEC)) > 0)
-                        eventfd_clear(c->commands_fd);
+                (void) poll(&p, 1, (int) ((until - t + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
         }
 }
 
@@ -916,24 +865,16 @@ static void *consumer_thread(void *userdata) {
 
 static int on_events(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         AmqpConsumer *c = userdata;
-        AmqpEvent *ev;
 
-        eventfd_clear(fd);
-        pthread_mutex_lock(&c->lock);
-        ev = c->events_head;
-        c->events_head = c->events_tail = NULL;
-        pthread_mutex_unlock(&c->lock);
-
-        while (ev) {
-                AmqpEvent *next = ev->next;
+        for (MailboxItem *i = mailbox_take(c->events), *next; i; i = next) {
+                AmqpEvent *ev = container_of(i, AmqpEvent, item);
                 AmqpEventType type = ev->type;
 
-                ev->next = NULL;
+                next = i->next;
                 /* A delivery's event is part of it, and the handler may free it right away. */
                 c->handler(c, ev, c->userdata);
                 if (type != AMQP_EVENT_DELIVERY)
                         event_free(ev);
-                ev = next;
         }
         return 0;
 }
@@ -954,8 +895,6 @@ int amqp_consumer_new(sd_event *e, const AmqpSettings *s, AmqpEventHandler handl
                 .prefetch = s->prefetch,
                 .heartbeat_s = s->heartbeat_s,
                 .connect_timeout_s = s->connect_timeout_s,
-                .events_fd = -EBADF,
-                .commands_fd = -EBADF,
                 .socket_fd = -1,
                 .consumer_tag = amqp_empty_bytes,
         };
@@ -973,12 +912,14 @@ int amqp_consumer_new(sd_event *e, const AmqpSettings *s, AmqpEventHandler handl
         if (asprintf(&c->dead_queue, "%s.dead", s->queue) < 0)
                 return -ENOMEM;
 
-        c->events_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        c->commands_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (c->events_fd < 0 || c->commands_fd < 0)
-                return negative_errno();
+        r = mailbox_new(&c->events);
+        if (r < 0)
+                return r;
+        r = mailbox_new(&c->commands);
+        if (r < 0)
+                return r;
 
-        r = sd_event_add_io(e, &c->event_source, c->events_fd, EPOLLIN, on_events, c);
+        r = sd_event_add_io(e, &c->event_source, mailbox_fd(c->events), EPOLLIN, on_events, c);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(c->event_source, "amqp-events");
@@ -1003,7 +944,7 @@ static void stop_thread(AmqpConsumer *c) {
         if (!c->thread_started)
                 return;
         atomic_store(&c->stop_requested, true);
-        eventfd_signal(c->commands_fd);
+        mailbox_post(c->commands, &c->stop);
 
         clock_gettime(CLOCK_REALTIME, &deadline);
         deadline.tv_sec += (time_t) (STOP_GRACE_USEC / USEC_PER_SEC);
@@ -1027,23 +968,27 @@ AmqpConsumer *amqp_consumer_free(AmqpConsumer *c) {
         stop_thread(c);
 
         /* Events nobody will handle now: their deliveries go back to the broker with the connection. */
-        for (AmqpEvent *ev = c->events_head, *next; ev; ev = next) {
-                AmqpDelivery *d = ev->delivery;
+        if (c->events)
+                for (MailboxItem *i = mailbox_take(c->events), *next; i; i = next) {
+                        AmqpEvent *ev = container_of(i, AmqpEvent, item);
+                        AmqpDelivery *d = ev->delivery;
 
-                next = ev->next;
-                event_free(ev);
-                amqp_delivery_free(d); /* a delivery's own event goes with it */
-        }
+                        next = i->next;
+                        event_free(ev);
+                        amqp_delivery_free(d); /* a delivery's own event goes with it */
+                }
         reading_reset(c);
-        for (Command *cmd = c->commands_head, *next; cmd; cmd = next) {
-                next = cmd->next;
-                amqp_delivery_free(cmd->delivery);
-                free(cmd);
-        }
+        /* Commands that came after the thread's last look. */
+        if (c->commands)
+                for (MailboxItem *i = mailbox_take(c->commands), *next; i; i = next) {
+                        next = i->next;
+                        if (i != &c->stop)
+                                command_free(container_of(i, Command, item));
+                }
 
         sd_event_source_disable_unref(c->event_source);
-        safe_close(c->events_fd);
-        safe_close(c->commands_fd);
+        mailbox_free(c->events);
+        mailbox_free(c->commands);
         pthread_mutex_destroy(&c->lock);
         sd_event_unref(c->event);
         free(c->url);
@@ -1068,7 +1013,8 @@ int amqp_consumer_settle(AmqpConsumer *c, uint64_t epoch, const AckCommand *comm
         cmd->epoch = epoch;
         cmd->n_acks = n;
         memcpy(cmd->acks, commands, n * sizeof *commands);
-        return push_command(c, cmd);
+        mailbox_post(c->commands, &cmd->item);
+        return 0;
 }
 
 int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetterReason *reason) {
@@ -1080,7 +1026,8 @@ int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetter
         cmd->epoch = d->epoch;
         cmd->delivery = d;
         cmd->reason = *reason;
-        return push_command(c, cmd);
+        mailbox_post(c->commands, &cmd->item);
+        return 0;
 }
 
 int amqp_consumer_cancel(AmqpConsumer *c) {
@@ -1090,5 +1037,6 @@ int amqp_consumer_cancel(AmqpConsumer *c) {
                 return -ENOMEM;
         cmd->type = COMMAND_CANCEL;
         atomic_store(&c->cancel_requested, true);
-        return push_command(c, cmd);
+        mailbox_post(c->commands, &cmd->item);
+        return 0;
 }

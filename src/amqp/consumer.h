@@ -16,6 +16,7 @@
 
 #include "core/ack-tracker.h"
 #include "core/config.h"
+#include "util/mailbox.h"
 
 typedef struct AmqpConsumer AmqpConsumer;
 
@@ -36,7 +37,7 @@ typedef struct AmqpEvent {
         AmqpDelivery *delivery;
         bool ok;
         char *message; /* NULL for deliveries */
-        struct AmqpEvent *next;
+        MailboxItem item;
 } AmqpEvent;
 
 /* One allocation per message: this struct, then the body, then the routing key and the
