@@ -2,25 +2,39 @@
 #pragma once
 
 /* The RabbitMQ adapter. rabbitmq-c 0.11 blocks in login, in reading a message body and in
- * some sends (DESIGN §11), so the connection lives on a thread of its own. The thread and
- * the event loop talk only through two queues, each with an eventfd: events (deliveries,
- * connection changes, dead-letter results) go to the loop, commands (acks, nacks,
- * dead-letter publishes, cancel) go to the thread.
+ * some sends (DESIGN §11), so the connection lives on a thread of its own (amqp/session.c).
+ * The thread and the event loop talk only through two mailboxes (util/mailbox.h): events
+ * (deliveries, connection changes, dead-letter results) go to the loop, commands (acks,
+ * nacks, dead-letter publishes, cancel) go to the thread. No rabbitmq-c type shows here.
  *
  * Every connection has an epoch. A delivery carries the epoch it arrived on; commands for
  * an earlier epoch are dropped by the thread, so nothing is ever acked on a newer channel
  * than it was delivered on: the broker has already requeued it. */
 
-#include <amqp.h>
 #include <systemd/sd-event.h>
 
 #include "core/ack-tracker.h"
 #include "core/config.h"
-#include "util/mailbox.h"
+#include "util/util.h"
 
 typedef struct AmqpConsumer AmqpConsumer;
 
-typedef struct AmqpDelivery AmqpDelivery;
+/* A message as the pipeline sees it. It is the head of one allocation that also holds the
+ * body and what a dead-letter publish needs again (amqp/mail.h); only amqp_delivery_free()
+ * frees it. */
+typedef struct AmqpDelivery {
+        uint64_t epoch;
+        uint64_t tag;
+        bool redelivered;
+        unsigned delivery_count; /* x-delivery-count: how often the broker had it back (quorum queues), 0: none */
+        const void *body;
+        size_t body_size;
+        usec_t received_at; /* CLOCK_MONOTONIC */
+        const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
+        size_t event_id_len;
+        int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
+        long dead_letter_status; /* and the HTTP status behind it, 0: none */
+} AmqpDelivery;
 
 typedef enum AmqpEventType {
         AMQP_EVENT_CONNECTED,     /* epoch */
@@ -36,32 +50,8 @@ typedef struct AmqpEvent {
         uint64_t epoch;
         AmqpDelivery *delivery;
         bool ok;
-        char *message; /* NULL for deliveries */
-        MailboxItem item;
+        const char *message; /* NULL for deliveries; valid until the handler returns */
 } AmqpEvent;
-
-/* One allocation per message: this struct, then the body, then the routing key and the
- * property strings that a dead-letter publish needs again. */
-struct AmqpDelivery {
-        uint64_t epoch;
-        uint64_t tag;
-        bool redelivered;
-        unsigned delivery_count; /* x-delivery-count: how often the broker had it back (quorum queues), 0: none */
-        const void *body;
-        size_t body_size;
-        usec_t received_at; /* CLOCK_MONOTONIC */
-        const char *event_id; /* the CloudEvents id inside body, set by the pipeline; NULL: none */
-        size_t event_id_len;
-        int dead_letter_kind; /* the pipeline's reason while the delivery is being dead-lettered */
-        long dead_letter_status; /* and the HTTP status behind it, 0: none */
-
-        AmqpEvent event;  /* how it travels to the loop */
-        amqp_bytes_t routing_key;
-        amqp_basic_properties_t properties;
-        amqp_pool_t headers_pool; /* the headers table, when the message has one */
-        bool has_headers_pool;
-        uint8_t data[];
-};
 
 AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);

@@ -1,0 +1,930 @@
+/* SPDX-License-Identifier: MIT */
+/* The AMQP thread (amqp/session.h). Everything here runs on that thread, except
+ * session_new(), session_start(), session_free(), session_post() and session_set_cancelled(),
+ * which the loop calls and which touch only what the "Shared" part of Session names. The
+ * loop's side is amqp/consumer.c. */
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "amqp/session.h"
+#include "version.h"
+
+#define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
+/* Capped low: while the broker is away nothing is consumed or acked, so a broker that is back
+ * should be used again within seconds; a failed attempt costs little. */
+#define RECONNECT_BACKOFF_MAX (10 * USEC_PER_SEC)
+#define CONSUME_CHANNEL 1
+#define PUBLISH_CHANNEL 2
+#define FRAME_MAX 131072
+/* Deliveries read in one go before they are handed to the loop. */
+#define READ_BURST 256
+#define STOP_GRACE_USEC (2 * USEC_PER_SEC)
+
+typedef enum ConfirmState {
+        CONFIRM_NONE,
+        CONFIRM_ACK,
+        CONFIRM_NACK,
+} ConfirmState;
+
+struct Session {
+        /* Set by session_new(), read-only after. */
+        char *url, *ca_file, *exchange, *queue, *dead_letter_exchange, *dead_queue, *instance_id;
+        QueueType queue_type;
+        unsigned prefetch, heartbeat_s, connect_timeout_s;
+
+        /* Shared with the loop. */
+        Mailbox *events;   /* the loop's: the thread posts */
+        Mailbox *commands; /* the thread's: the loop posts */
+        MailboxItem stop;  /* no command: posted by stop_thread() to wake the thread */
+        pthread_t thread;  /* and thread_started: the loop's alone */
+        bool thread_started;
+        atomic_bool stop_requested;
+        atomic_bool cancel_requested; /* sticks across reconnects: a stopping service consumes no more */
+        pthread_mutex_t lock;
+        /* The connection's socket, for stop_thread() to shutdown() when the thread is stuck in a
+         * send or an RPC towards a frozen broker. Under lock, so that it never names a descriptor
+         * that amqp_destroy_connection() closed and something else may have reused. */
+        int socket_fd;
+
+        /* Owned by the thread. */
+        amqp_connection_state_t conn;
+        bool connected; /* logged in, and the broker did not close: worth a clean connection.close */
+        uint64_t epoch;
+        bool consuming;
+        amqp_bytes_t consumer_tag;
+        ConfirmState confirm;  /* of the one dead-letter publish waiting for it */
+        bool confirm_returned;
+        bool returned_expect_header;
+        uint64_t returned_remaining;
+
+        /* The message being read: basic.deliver seen, its content frames arriving. */
+        bool reading_method;
+        uint64_t reading_tag;
+        bool reading_redelivered;
+        amqp_bytes_t reading_routing_key;
+        char reading_routing_key_buffer[255];
+        Delivery *reading;
+        size_t reading_received;
+};
+
+static void post_event(Session *s, AmqpEventType type, uint64_t epoch, Delivery *d, bool ok, const char *message) {
+        Event *ev = event_new(type, epoch, ok, message);
+
+        if (!ev) {
+                /* Without memory the delivery cannot travel; the broker redelivers it. */
+                delivery_free(d);
+                return;
+        }
+        ev->public.delivery = d ? &d->public : NULL;
+        mailbox_post(s->events, &ev->item);
+}
+
+static void format_reply(amqp_rpc_reply_t reply, const char *what, char *buf, size_t size) {
+        switch (reply.reply_type) {
+        case AMQP_RESPONSE_NORMAL:
+                snprintf(buf, size, "%s: ok", what);
+                break;
+        case AMQP_RESPONSE_NONE:
+                snprintf(buf, size, "%s: no reply", what);
+                break;
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+                snprintf(buf, size, "%s: %s", what, amqp_error_string2(reply.library_error));
+                break;
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+                if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+                        const amqp_connection_close_t *m = reply.reply.decoded;
+                        snprintf(buf, size, "%s: connection closed by broker: %u %.*s", what, m->reply_code,
+                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
+                } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+                        const amqp_channel_close_t *m = reply.reply.decoded;
+                        snprintf(buf, size, "%s: channel closed by broker: %u %.*s", what, m->reply_code,
+                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
+                } else
+                        snprintf(buf, size, "%s: unexpected broker method 0x%08x", what, reply.reply.id);
+                break;
+        }
+}
+
+static bool reply_is_channel_close(amqp_rpc_reply_t reply, uint16_t code) {
+        return reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
+               ((const amqp_channel_close_t *) reply.reply.decoded)->reply_code == code;
+}
+
+static int check_reply(Session *s, const char *what, char *error, size_t size) {
+        amqp_rpc_reply_t reply = amqp_get_rpc_reply(s->conn);
+
+        if (reply.reply_type == AMQP_RESPONSE_NORMAL)
+                return 0;
+        format_reply(reply, what, error, size);
+        return -EPROTO;
+}
+
+static amqp_table_t queue_arguments(Session *s, amqp_table_entry_t entries[static 2]) {
+        size_t n = 0;
+
+        entries[n++] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("x-dead-letter-exchange"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8,
+                           .value.bytes = amqp_cstring_bytes(s->dead_letter_exchange) },
+        };
+        if (s->queue_type == QUEUE_TYPE_QUORUM)
+                entries[n++] = (amqp_table_entry_t) {
+                        .key = amqp_cstring_bytes("x-queue-type"),
+                        .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("quorum") },
+                };
+        return (amqp_table_t) { .num_entries = (int) n, .entries = entries };
+}
+
+static amqp_table_t quorum_arguments(Session *s, amqp_table_entry_t *entry) {
+        if (s->queue_type != QUEUE_TYPE_QUORUM)
+                return amqp_empty_table;
+        *entry = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("x-queue-type"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("quorum") },
+        };
+        return (amqp_table_t) { .num_entries = 1, .entries = entry };
+}
+
+/* The queue may exist with other arguments (operators set the DLX by policy, or an older
+ * deployment made it): use it as it is rather than fail. */
+static int declare_queue(Session *s, char *error, size_t size) {
+        amqp_table_entry_t entries[2];
+        amqp_rpc_reply_t reply;
+
+        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), 0, 1, 0, 0,
+                           queue_arguments(s, entries));
+        reply = amqp_get_rpc_reply(s->conn);
+        if (reply.reply_type == AMQP_RESPONSE_NORMAL)
+                return 0;
+        if (!reply_is_channel_close(reply, AMQP_PRECONDITION_FAILED)) {
+                format_reply(reply, "queue.declare", error, size);
+                return -EPROTO;
+        }
+
+        {
+                amqp_channel_close_ok_t close_ok = { 0 };
+                char msg[256];
+
+                if (amqp_send_method(s->conn, CONSUME_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
+                        snprintf(error, size, "channel.close-ok: send failed");
+                        return -EIO;
+                }
+                amqp_channel_open(s->conn, CONSUME_CHANNEL);
+                if (check_reply(s, "channel.open", error, size) < 0)
+                        return -EPROTO;
+                amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), 1, 0, 0, 0,
+                                   amqp_empty_table);
+                if (check_reply(s, "queue.declare (passive)", error, size) < 0)
+                        return -EPROTO;
+                snprintf(msg, sizeof msg,
+                         "Queue %s exists with other arguments than x-dead-letter-exchange=%s%s; using it as it is",
+                         s->queue, s->dead_letter_exchange, s->queue_type == QUEUE_TYPE_QUORUM ? ", x-queue-type=quorum" : "");
+                post_event(s, AMQP_EVENT_WARNING, 0, NULL, true, msg);
+        }
+        return 0;
+}
+
+static int declare_topology(Session *s, char *error, size_t size) {
+        amqp_table_entry_t entry;
+        int r;
+
+        amqp_exchange_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->exchange), amqp_cstring_bytes("topic"),
+                              0, 1, 0, 0, amqp_empty_table);
+        if (check_reply(s, "exchange.declare", error, size) < 0)
+                return -EPROTO;
+
+        amqp_exchange_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_letter_exchange),
+                              amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
+        if (check_reply(s, "exchange.declare (dead-letter)", error, size) < 0)
+                return -EPROTO;
+
+        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_queue), 0, 1, 0, 0,
+                           quorum_arguments(s, &entry));
+        if (check_reply(s, "queue.declare (dead-letter)", error, size) < 0)
+                return -EPROTO;
+
+        amqp_queue_bind(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_queue),
+                        amqp_cstring_bytes(s->dead_letter_exchange), amqp_cstring_bytes(""), amqp_empty_table);
+        if (check_reply(s, "queue.bind (dead-letter)", error, size) < 0)
+                return -EPROTO;
+
+        r = declare_queue(s, error, size);
+        if (r < 0)
+                return r;
+
+        amqp_queue_bind(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), amqp_cstring_bytes(s->exchange),
+                        amqp_cstring_bytes("approved.*"), amqp_empty_table);
+        if (check_reply(s, "queue.bind", error, size) < 0)
+                return -EPROTO;
+        return 0;
+}
+
+static void reading_reset(Session *s);
+
+static void session_close(Session *s) {
+        if (!s->conn)
+                return;
+        /* A clean close where the broker still answers; a dead socket fails fast, and so does one
+         * that stop_thread() shut down because the broker stopped answering. */
+        if (s->connected)
+                (void) amqp_connection_close(s->conn, AMQP_REPLY_SUCCESS);
+        pthread_mutex_lock(&s->lock);
+        (void) amqp_destroy_connection(s->conn);
+        s->socket_fd = -1;
+        pthread_mutex_unlock(&s->lock);
+        s->conn = NULL;
+        s->connected = false;
+        reading_reset(s);
+        amqp_bytes_free(s->consumer_tag);
+        s->consumer_tag = amqp_empty_bytes;
+        s->consuming = false;
+}
+
+static int session_open(Session *s, char *error, size_t size) {
+        struct amqp_connection_info info;
+        _cleanup_free_ char *url = NULL;
+        amqp_socket_t *socket;
+        struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
+        amqp_rpc_reply_t reply;
+        char connection_name[300];
+        amqp_table_entry_t capabilities[2], properties[4];
+        amqp_basic_consume_ok_t *consume_ok;
+        int status;
+
+        url = strdup(s->url);
+        if (!url)
+                return -ENOMEM;
+        amqp_default_connection_info(&info);
+        if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+                snprintf(error, size, "cannot parse RABBITMQ_URL");
+                return -EINVAL;
+        }
+        /* "amqp://host/" names the empty vhost by the letter of the AMQP URI spec, but every
+         * operator (and the Python service's default URL) means the default vhost "/". */
+        if (isempty(info.vhost))
+                info.vhost = (char *) "/";
+
+        s->conn = amqp_new_connection();
+        if (!s->conn)
+                return -ENOMEM;
+
+        if (info.ssl) {
+                socket = amqp_ssl_socket_new(s->conn);
+                if (!socket) {
+                        snprintf(error, size, "cannot create TLS socket");
+                        return -ENOMEM;
+                }
+                amqp_ssl_socket_set_verify_peer(socket, 1);
+                amqp_ssl_socket_set_verify_hostname(socket, 1);
+                if (s->ca_file && amqp_ssl_socket_set_cacert(socket, s->ca_file) != AMQP_STATUS_OK) {
+                        snprintf(error, size, "cannot load CA file %s", s->ca_file);
+                        return -EINVAL;
+                }
+        } else {
+                socket = amqp_tcp_socket_new(s->conn);
+                if (!socket)
+                        return -ENOMEM;
+        }
+
+        (void) amqp_set_handshake_timeout(s->conn, &tv);
+        (void) amqp_set_rpc_timeout(s->conn, &tv);
+
+        status = amqp_socket_open_noblock(socket, info.host, info.port, &tv);
+        if (status != AMQP_STATUS_OK) {
+                snprintf(error, size, "connect to %s:%d: %s", info.host, info.port, amqp_error_string2(status));
+                return -ECONNREFUSED;
+        }
+        pthread_mutex_lock(&s->lock);
+        s->socket_fd = amqp_get_sockfd(s->conn);
+        pthread_mutex_unlock(&s->lock);
+
+        /* consumer_cancel_notify: a deleted queue cancels us instead of leaving us idle forever. */
+        capabilities[0] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("consumer_cancel_notify"),
+                .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 },
+        };
+        capabilities[1] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("connection.blocked"),
+                .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 },
+        };
+        snprintf(connection_name, sizeof connection_name, "transmitter@%s", s->instance_id);
+        properties[0] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("capabilities"),
+                .value = { .kind = AMQP_FIELD_KIND_TABLE,
+                           .value.table = { .num_entries = 2, .entries = capabilities } },
+        };
+        properties[1] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("connection_name"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name) },
+        };
+        properties[2] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("product"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("transmitter") },
+        };
+        properties[3] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("version"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(TRANSMITTER_VERSION) },
+        };
+
+        reply = amqp_login_with_properties(s->conn, info.vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
+                                           &(amqp_table_t) { .num_entries = 4, .entries = properties },
+                                           AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+        if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+                format_reply(reply, "login", error, size);
+                return -EACCES;
+        }
+        s->connected = true;
+
+        amqp_channel_open(s->conn, CONSUME_CHANNEL);
+        if (check_reply(s, "channel.open", error, size) < 0)
+                return -EPROTO;
+
+        if (declare_topology(s, error, size) < 0)
+                return -EPROTO;
+
+        amqp_basic_qos(s->conn, CONSUME_CHANNEL, 0, (uint16_t) MIN(s->prefetch, 65535u), 0);
+        if (check_reply(s, "basic.qos", error, size) < 0)
+                return -EPROTO;
+
+        amqp_channel_open(s->conn, PUBLISH_CHANNEL);
+        if (check_reply(s, "channel.open (dead-letter)", error, size) < 0)
+                return -EPROTO;
+        amqp_confirm_select(s->conn, PUBLISH_CHANNEL);
+        if (check_reply(s, "confirm.select", error, size) < 0)
+                return -EPROTO;
+
+        if (atomic_load(&s->cancel_requested))
+                return 0;
+        consume_ok = amqp_basic_consume(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), amqp_empty_bytes, 0,
+                                        0, 0, amqp_empty_table);
+        if (check_reply(s, "basic.consume", error, size) < 0)
+                return -EPROTO;
+        s->consumer_tag = amqp_bytes_malloc_dup(consume_ok->consumer_tag);
+        if (!s->consumer_tag.bytes) {
+                snprintf(error, size, "out of memory");
+                return -ENOMEM;
+        }
+        s->consuming = true;
+        return 0;
+}
+
+static size_t bytes_size(const amqp_basic_properties_t *p, amqp_flags_t flag, amqp_bytes_t b) {
+        return (p->_flags & flag) ? b.len : 0;
+}
+
+static void bytes_copy(amqp_bytes_t *b, uint8_t **cursor) {
+        memcpy(*cursor, b->bytes, b->len);
+        b->bytes = *cursor;
+        *cursor += b->len;
+}
+
+/* The header frame of the message being read: one allocation for the delivery, its body and
+ * what a dead-letter publish needs again (the routing key, the properties). The decoded
+ * frame lives in rabbitmq-c's frame pool until the next read, so everything is copied now. */
+static int delivery_begin(Session *s, const amqp_frame_t *frame, char *error, size_t size) {
+        const amqp_basic_properties_t *p = frame->payload.properties.decoded;
+        uint64_t body_size = frame->payload.properties.body_size;
+        size_t extra = s->reading_routing_key.len + bytes_size(p, AMQP_BASIC_CONTENT_TYPE_FLAG, p->content_type) +
+                       bytes_size(p, AMQP_BASIC_CONTENT_ENCODING_FLAG, p->content_encoding) +
+                       bytes_size(p, AMQP_BASIC_CORRELATION_ID_FLAG, p->correlation_id) +
+                       bytes_size(p, AMQP_BASIC_REPLY_TO_FLAG, p->reply_to) +
+                       bytes_size(p, AMQP_BASIC_EXPIRATION_FLAG, p->expiration) +
+                       bytes_size(p, AMQP_BASIC_MESSAGE_ID_FLAG, p->message_id) +
+                       bytes_size(p, AMQP_BASIC_TYPE_FLAG, p->type) +
+                       bytes_size(p, AMQP_BASIC_USER_ID_FLAG, p->user_id) +
+                       bytes_size(p, AMQP_BASIC_APP_ID_FLAG, p->app_id) +
+                       bytes_size(p, AMQP_BASIC_CLUSTER_ID_FLAG, p->cluster_id);
+        Delivery *d;
+        uint8_t *cursor;
+
+        if (body_size > SIZE_MAX - sizeof *d - extra) {
+                snprintf(error, size, "message of %" PRIu64 " bytes", body_size);
+                return -EFBIG;
+        }
+        d = malloc(sizeof *d + (size_t) body_size + extra);
+        if (!d) {
+                snprintf(error, size, "out of memory for a message of %" PRIu64 " bytes", body_size);
+                return -ENOMEM;
+        }
+        *d = (Delivery) {
+                .public = {
+                        .epoch = s->epoch,
+                        .tag = s->reading_tag,
+                        .redelivered = s->reading_redelivered,
+                        .body = d->data,
+                        .body_size = (size_t) body_size,
+                },
+                .routing_key = s->reading_routing_key,
+                .properties = *p,
+        };
+        d->event.public = (AmqpEvent) { .type = AMQP_EVENT_DELIVERY, .epoch = s->epoch, .delivery = &d->public };
+
+        cursor = d->data + body_size;
+        bytes_copy(&d->routing_key, &cursor);
+#define COPY_PROPERTY(flag, field)                                        \
+        do {                                                              \
+                if (d->properties._flags & (flag))                        \
+                        bytes_copy(&d->properties.field, &cursor);        \
+        } while (0)
+        COPY_PROPERTY(AMQP_BASIC_CONTENT_TYPE_FLAG, content_type);
+        COPY_PROPERTY(AMQP_BASIC_CONTENT_ENCODING_FLAG, content_encoding);
+        COPY_PROPERTY(AMQP_BASIC_CORRELATION_ID_FLAG, correlation_id);
+        COPY_PROPERTY(AMQP_BASIC_REPLY_TO_FLAG, reply_to);
+        COPY_PROPERTY(AMQP_BASIC_EXPIRATION_FLAG, expiration);
+        COPY_PROPERTY(AMQP_BASIC_MESSAGE_ID_FLAG, message_id);
+        COPY_PROPERTY(AMQP_BASIC_TYPE_FLAG, type);
+        COPY_PROPERTY(AMQP_BASIC_USER_ID_FLAG, user_id);
+        COPY_PROPERTY(AMQP_BASIC_APP_ID_FLAG, app_id);
+        COPY_PROPERTY(AMQP_BASIC_CLUSTER_ID_FLAG, cluster_id);
+#undef COPY_PROPERTY
+
+        if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) && p->headers.num_entries > 0) {
+                init_amqp_pool(&d->headers_pool, 512);
+                d->has_headers_pool = true;
+                if (amqp_table_clone(&p->headers, &d->properties.headers, &d->headers_pool) != AMQP_STATUS_OK) {
+                        delivery_free(d);
+                        snprintf(error, size, "out of memory copying message headers");
+                        return -ENOMEM;
+                }
+        } else
+                d->properties.headers = amqp_empty_table;
+
+        s->reading = d;
+        s->reading_received = 0;
+        return 0;
+}
+
+static void delivery_complete(Session *s, MailboxList *inbox) {
+        Delivery *d = TAKE_PTR(s->reading);
+
+        d->public.received_at = now(CLOCK_MONOTONIC);
+        s->reading_method = false;
+        mailbox_list_append(inbox, &d->event.item);
+}
+
+static void reading_reset(Session *s) {
+        s->reading = delivery_free(s->reading);
+        s->reading_method = false;
+        s->returned_remaining = 0;
+        s->returned_expect_header = false;
+}
+
+/* Content frames: the header and body frames that follow basic.deliver on the consume channel
+ * (the delivery being read) or basic.return on the publish channel (skipped). AMQP sends a
+ * message's frames in order on its channel; other channels' frames may come in between. */
+static int handle_content(Session *s, const amqp_frame_t *frame, MailboxList *inbox, char *error, size_t size) {
+        bool header = frame->frame_type == AMQP_FRAME_HEADER;
+        int r;
+
+        if (frame->channel == PUBLISH_CHANNEL) {
+                if (header && s->returned_expect_header) {
+                        s->returned_expect_header = false;
+                        s->returned_remaining = frame->payload.properties.body_size;
+                } else if (!header)
+                        s->returned_remaining -= MIN(s->returned_remaining, (uint64_t) frame->payload.body_fragment.len);
+                return 0;
+        }
+        if (frame->channel != CONSUME_CHANNEL)
+                return 0;
+
+        if (header) {
+                if (!s->reading_method || s->reading) {
+                        snprintf(error, size, "content header without basic.deliver");
+                        return -EPROTO;
+                }
+                r = delivery_begin(s, frame, error, size);
+                if (r < 0)
+                        return r;
+        } else {
+                const amqp_bytes_t *f = &frame->payload.body_fragment;
+
+                if (!s->reading || f->len > s->reading->public.body_size - s->reading_received) {
+                        snprintf(error, size, "unexpected content body frame");
+                        return -EPROTO;
+                }
+                memcpy(s->reading->data + s->reading_received, f->bytes, f->len);
+                s->reading_received += f->len;
+        }
+        if (s->reading_received == s->reading->public.body_size)
+                delivery_complete(s, inbox);
+        return 0;
+}
+
+static int handle_frame(Session *s, const amqp_frame_t *frame, MailboxList *inbox, char *error, size_t size) {
+        if (frame->frame_type == AMQP_FRAME_HEADER || frame->frame_type == AMQP_FRAME_BODY)
+                return handle_content(s, frame, inbox, error, size);
+        if (frame->frame_type != AMQP_FRAME_METHOD)
+                return 0;
+
+        switch (frame->payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD: {
+                const amqp_basic_deliver_t *m = frame->payload.method.decoded;
+
+                if (frame->channel != CONSUME_CHANNEL || s->reading_method) {
+                        snprintf(error, size, "unexpected basic.deliver");
+                        return -EPROTO;
+                }
+                /* The routing key goes into the delivery at its header frame; keep it until then. */
+                memcpy(s->reading_routing_key_buffer, m->routing_key.bytes, MIN(m->routing_key.len, (size_t) 255));
+                s->reading_routing_key = (amqp_bytes_t) { .len = MIN(m->routing_key.len, (size_t) 255),
+                                                          .bytes = s->reading_routing_key_buffer };
+                s->reading_tag = m->delivery_tag;
+                s->reading_redelivered = m->redelivered;
+                s->reading_method = true;
+                return 0;
+        }
+        case AMQP_BASIC_ACK_METHOD:
+                if (frame->channel == PUBLISH_CHANNEL)
+                        s->confirm = CONFIRM_ACK;
+                return 0;
+        case AMQP_BASIC_NACK_METHOD:
+                if (frame->channel == PUBLISH_CHANNEL)
+                        s->confirm = CONFIRM_NACK;
+                return 0;
+        case AMQP_BASIC_RETURN_METHOD:
+                /* Unroutable (no queue bound to the dead-letter exchange): confirmed all the same.
+                 * The returned message's content frames follow; handle_content() skips them. */
+                s->confirm_returned = true;
+                s->returned_expect_header = true;
+                return 0;
+        case AMQP_BASIC_CANCEL_METHOD:
+                snprintf(error, size, "consumer cancelled by the broker (queue deleted?)");
+                return -ECANCELED;
+        case AMQP_CHANNEL_CLOSE_METHOD: {
+                const amqp_channel_close_t *m = frame->payload.method.decoded;
+                snprintf(error, size, "channel %u closed by broker: %u %.*s", frame->channel, m->reply_code,
+                         (int) m->reply_text.len, (const char *) m->reply_text.bytes);
+                return -EPROTO;
+        }
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+                const amqp_connection_close_t *m = frame->payload.method.decoded;
+                amqp_connection_close_ok_t ok = { 0 };
+                snprintf(error, size, "connection closed by broker: %u %.*s", m->reply_code,
+                         (int) m->reply_text.len, (const char *) m->reply_text.bytes);
+                (void) amqp_send_method(s->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+                s->connected = false;
+                return -ECONNRESET;
+        }
+        case AMQP_CONNECTION_BLOCKED_METHOD:
+                post_event(s, AMQP_EVENT_WARNING, s->epoch, NULL, true, "broker blocked the connection (resource alarm)");
+                return 0;
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+                post_event(s, AMQP_EVENT_WARNING, s->epoch, NULL, true, "broker unblocked the connection");
+                return 0;
+        default:
+                return 0;
+        }
+}
+
+/* Reads and handles frames: with a zero timeout what is there (at most READ_BURST),
+ * otherwise until the pending publisher confirm arrived. Also where rabbitmq-c sends and
+ * checks heartbeats. Deliveries go to the loop in one go. */
+static int read_frames(Session *s, bool until_confirm, char *error, size_t size) {
+        struct timeval tv = { .tv_sec = until_confirm ? (time_t) MAX(2 * s->heartbeat_s, 30u) : 0 };
+        MailboxList inbox = { 0 };
+        int r = 0;
+
+        for (unsigned i = 0; until_confirm ? s->confirm == CONFIRM_NONE : i < READ_BURST; i++) {
+                amqp_frame_t frame;
+                int status;
+
+                amqp_maybe_release_buffers(s->conn);
+                status = amqp_simple_wait_frame_noblock(s->conn, &frame, &tv);
+                if (status == AMQP_STATUS_TIMEOUT && !until_confirm)
+                        break;
+                if (status != AMQP_STATUS_OK) {
+                        snprintf(error, size, "%s: %s", until_confirm ? "waiting for a publisher confirm" : "reading",
+                                 amqp_error_string2(status));
+                        r = -EIO;
+                        break;
+                }
+                r = handle_frame(s, &frame, &inbox, error, size);
+                if (r < 0)
+                        break;
+        }
+
+        mailbox_post_list(s->events, &inbox);
+        return r;
+}
+
+static int dead_letter_publish(Session *s, Delivery *d, const DeadLetterReason *reason, bool *ret_ok,
+                               char *error, size_t size) {
+        amqp_basic_properties_t props = d->properties;
+        const amqp_table_t *orig = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? &props.headers : NULL;
+        size_t n_orig = orig ? (size_t) orig->num_entries : 0, n = 0;
+        _cleanup_free_ amqp_table_entry_t *entries = NULL;
+        int status, r;
+
+        entries = calloc(n_orig + 3, sizeof *entries);
+        if (!entries)
+                return -ENOMEM;
+        /* Keep the publisher's headers, but ours replace any of the same name. */
+        for (size_t i = 0; i < n_orig; i++) {
+                const amqp_bytes_t *k = &orig->entries[i].key;
+                if (k->len >= 14 && memcmp(k->bytes, "x-transmitter-", 14) == 0)
+                        continue;
+                entries[n++] = orig->entries[i];
+        }
+        entries[n++] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes("x-transmitter-reason"),
+                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reason->reason) },
+        };
+        if (reason->http_status > 0)
+                entries[n++] = (amqp_table_entry_t) {
+                        .key = amqp_cstring_bytes("x-transmitter-http-status"),
+                        .value = { .kind = AMQP_FIELD_KIND_I32, .value.i32 = (int32_t) reason->http_status },
+                };
+        if (reason->batch_id[0])
+                entries[n++] = (amqp_table_entry_t) {
+                        .key = amqp_cstring_bytes("x-transmitter-batch-id"),
+                        .value = { .kind = AMQP_FIELD_KIND_UTF8,
+                                   .value.bytes = amqp_cstring_bytes(reason->batch_id) },
+                };
+        props.headers = (amqp_table_t) { .num_entries = (int) n, .entries = entries };
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+
+        s->confirm = CONFIRM_NONE;
+        s->confirm_returned = false;
+        status = amqp_basic_publish(s->conn, PUBLISH_CHANNEL, amqp_cstring_bytes(s->dead_letter_exchange),
+                                    d->routing_key, 1, 0, &props,
+                                    (amqp_bytes_t) { .len = d->public.body_size, .bytes = (void *) d->public.body });
+        if (status != AMQP_STATUS_OK) {
+                snprintf(error, size, "dead-letter publish: %s", amqp_error_string2(status));
+                return -EIO;
+        }
+        r = read_frames(s, true, error, size);
+        if (r < 0)
+                return r;
+        if (s->confirm_returned) {
+                /* No queue is bound to the dead-letter exchange (someone deleted <queue>.dead):
+                 * rejecting the original would send it there as well, where it would vanish.
+                 * A new connection declares the topology again, and the broker redelivers the
+                 * original, unacked, to be dead-lettered then. */
+                snprintf(error, size, "dead-letter exchange %s routed the message to no queue (was %s deleted?); "
+                         "reconnecting to declare it again",
+                         s->dead_letter_exchange, s->dead_queue);
+                return -ENOENT;
+        }
+        *ret_ok = s->confirm == CONFIRM_ACK;
+        return 0;
+}
+
+static int settle(Session *s, const Command *cmd, char *error, size_t size) {
+        for (size_t i = 0; i < cmd->n_acks; i++) {
+                const AckCommand *a = &cmd->acks[i];
+                int status;
+
+                if (a->kind == SETTLE_ACK)
+                        status = amqp_basic_ack(s->conn, CONSUME_CHANNEL, a->tag, a->multiple);
+                else
+                        status = amqp_basic_nack(s->conn, CONSUME_CHANNEL, a->tag, a->multiple,
+                                                 a->kind == SETTLE_REQUEUE);
+                if (status != AMQP_STATUS_OK) {
+                        snprintf(error, size, "sending ack: %s", amqp_error_string2(status));
+                        return -EIO;
+                }
+        }
+        return 0;
+}
+
+/* Runs every queued command. Commands of another epoch, or all of them once the
+ * connection failed, are dropped; dead-letter requests go back unpublished. */
+static int run_commands(Session *s, bool live, char *error, size_t size) {
+        int ret = 0;
+
+        for (MailboxItem *i = mailbox_take(s->commands), *next; i; i = next) {
+                Command *cmd = container_of(i, Command, item);
+                bool current;
+                int r = 0;
+
+                next = i->next;
+                if (i == &s->stop)
+                        continue;
+                current = live && ret >= 0 && cmd->epoch == s->epoch;
+
+                switch (cmd->type) {
+                case COMMAND_SETTLE:
+                        if (current)
+                                r = settle(s, cmd, error, size);
+                        break;
+                case COMMAND_DEAD_LETTER: {
+                        bool ok = false;
+                        if (current)
+                                r = dead_letter_publish(s, cmd->delivery, &cmd->reason, &ok, error, size);
+                        /* A message says the publish did not happen for the connection's sake (the
+                         * broker redelivers the original); none, that the broker refused it. */
+                        post_event(s, AMQP_EVENT_DEAD_LETTERED, cmd->epoch, cmd->delivery, ok && r >= 0,
+                                   !current ? "the connection to RabbitMQ is gone" : r < 0 ? error : NULL);
+                        break;
+                }
+                case COMMAND_CANCEL:
+                        if (live && ret >= 0 && s->consuming) {
+                                amqp_basic_cancel(s->conn, CONSUME_CHANNEL, s->consumer_tag);
+                                r = check_reply(s, "basic.cancel", error, size);
+                                s->consuming = false;
+                        }
+                        break;
+                }
+                if (r < 0 && ret >= 0)
+                        ret = r;
+                free(cmd);
+        }
+        return ret;
+}
+
+static int session_run(Session *s, char *error, size_t size) {
+        /* Wake often enough to send heartbeats on time: rabbitmq-c only does it when called. */
+        int idle_ms = s->heartbeat_s > 0 ? (int) MIN(s->heartbeat_s * 1000u / 4, 1000u) : 1000;
+
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = amqp_get_sockfd(s->conn), .events = POLLIN },
+                        { .fd = mailbox_fd(s->commands), .events = POLLIN },
+                };
+                bool buffered;
+                int r;
+
+                r = run_commands(s, true, error, size);
+                if (r < 0)
+                        return r;
+                if (atomic_load(&s->stop_requested))
+                        return 0;
+
+                buffered = amqp_frames_enqueued(s->conn) || amqp_data_in_buffer(s->conn);
+                /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
+                if (poll(p, 2, buffered ? 0 : idle_ms) < 0 && errno != EINTR) {
+                        r = -errno;
+                        snprintf(error, size, "poll: %s", STRERROR(r));
+                        return r;
+                }
+
+                r = read_frames(s, false, error, size);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* Waits out a reconnect backoff, still answering commands. */
+static void wait_backoff(Session *s, usec_t delay) {
+        usec_t until = now(CLOCK_MONOTONIC) + delay;
+        char ignored[8];
+
+        for (;;) {
+                usec_t t = now(CLOCK_MONOTONIC);
+                struct pollfd p = { .fd = mailbox_fd(s->commands), .events = POLLIN };
+
+                (void) run_commands(s, false, ignored, sizeof ignored);
+                if (atomic_load(&s->stop_requested) || t >= until)
+                        return;
+                (void) poll(&p, 1, (int) ((until - t + USEC_PER_MSEC - 1) / USEC_PER_MSEC));
+        }
+}
+
+static void *session_thread(void *userdata) {
+        Session *s = userdata;
+        usec_t backoff = RECONNECT_BACKOFF_MIN;
+
+        while (!atomic_load(&s->stop_requested)) {
+                char error[256] = "";
+                int r;
+
+                r = session_open(s, error, sizeof error);
+                if (r < 0) {
+                        session_close(s);
+                        post_event(s, AMQP_EVENT_DISCONNECTED, 0, NULL, false, error);
+                        wait_backoff(s, backoff);
+                        backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
+                        continue;
+                }
+                backoff = RECONNECT_BACKOFF_MIN;
+                s->epoch++;
+                post_event(s, AMQP_EVENT_CONNECTED, s->epoch, NULL, true, NULL);
+
+                r = session_run(s, error, sizeof error);
+                if (r < 0)
+                        s->connected = false; /* its socket failed: no clean close to try */
+                session_close(s);
+                post_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, NULL, r >= 0, r >= 0 ? "closed" : error);
+        }
+
+        {
+                char ignored[8];
+                s->epoch++; /* whatever is still queued is stale now */
+                (void) run_commands(s, false, ignored, sizeof ignored);
+        }
+        return NULL;
+}
+
+/* The loop's side of the session. */
+
+static void stop_thread(Session *s) {
+        struct timespec deadline;
+
+        if (!s->thread_started)
+                return;
+        atomic_store(&s->stop_requested, true);
+        mailbox_post(s->commands, &s->stop);
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += (time_t) (STOP_GRACE_USEC / USEC_PER_SEC);
+        if (pthread_timedjoin_np(s->thread, NULL, &deadline) == 0) {
+                s->thread_started = false;
+                return;
+        }
+        /* Stuck in a blocking send or read towards a frozen broker: break the socket. */
+        pthread_mutex_lock(&s->lock);
+        if (s->socket_fd >= 0)
+                (void) shutdown(s->socket_fd, SHUT_RDWR);
+        pthread_mutex_unlock(&s->lock);
+        (void) pthread_join(s->thread, NULL);
+        s->thread_started = false;
+}
+
+int session_new(const AmqpSettings *settings, Mailbox *events, Session **ret) {
+        _cleanup_(session_freep) Session *s = NULL;
+        int r;
+
+        s = calloc(1, sizeof *s);
+        if (!s)
+                return -ENOMEM;
+        *s = (Session) {
+                .queue_type = settings->queue_type,
+                .prefetch = settings->prefetch,
+                .heartbeat_s = settings->heartbeat_s,
+                .connect_timeout_s = settings->connect_timeout_s,
+                .events = events,
+                .lock = PTHREAD_MUTEX_INITIALIZER,
+                .socket_fd = -1,
+                .consumer_tag = amqp_empty_bytes,
+        };
+
+        s->url = strdup(settings->url);
+        s->exchange = strdup(settings->exchange);
+        s->queue = strdup(settings->queue);
+        s->dead_letter_exchange = strdup(settings->dead_letter_exchange);
+        s->instance_id = strdup(settings->instance_id);
+        s->ca_file = settings->ca_file ? strdup(settings->ca_file) : NULL;
+        if (!s->url || !s->exchange || !s->queue || !s->dead_letter_exchange || !s->instance_id ||
+            (settings->ca_file && !s->ca_file))
+                return -ENOMEM;
+        if (asprintf(&s->dead_queue, "%s.dead", settings->queue) < 0)
+                return -ENOMEM;
+
+        r = mailbox_new(&s->commands);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+int session_start(Session *s) {
+        int r;
+
+        r = pthread_create(&s->thread, NULL, session_thread, s);
+        if (r != 0)
+                return -r;
+        s->thread_started = true;
+        return 0;
+}
+
+Session *session_free(Session *s) {
+        if (!s)
+                return NULL;
+
+        stop_thread(s);
+
+        reading_reset(s);
+        /* Commands that came after the thread's last look: their deliveries go back to the
+         * broker with the connection. */
+        if (s->commands)
+                for (MailboxItem *i = mailbox_take(s->commands), *next; i; i = next) {
+                        next = i->next;
+                        if (i != &s->stop)
+                                command_free(container_of(i, Command, item));
+                }
+        mailbox_free(s->commands);
+        pthread_mutex_destroy(&s->lock);
+        free(s->url);
+        free(s->ca_file);
+        free(s->exchange);
+        free(s->queue);
+        free(s->dead_letter_exchange);
+        free(s->dead_queue);
+        free(s->instance_id);
+        return mfree(s);
+}
+
+void session_post(Session *s, Command *cmd) {
+        mailbox_post(s->commands, &cmd->item);
+}
+
+void session_set_cancelled(Session *s) {
+        atomic_store(&s->cancel_requested, true);
+}
