@@ -23,10 +23,14 @@ static int on_events(sd_event_source *s, int fd, uint32_t revents, void *userdat
 
         for (MailboxItem *i = mailbox_take(c->events), *next; i; i = next) {
                 Event *ev = container_of(i, Event, item);
+                _cleanup_(command_freep) Command *dead_letter = NULL;
                 bool own = !event_is_delivery(ev);
 
                 next = i->next;
-                /* A delivery's event is part of it, and the handler may free it right away. */
+                /* A delivery's event is part of it, and the handler may free it right away; a
+                 * dead-letter result's message is in the command, freed only afterwards. */
+                if (ev->public.type == AMQP_EVENT_DEAD_LETTERED)
+                        dead_letter = TAKE_PTR(delivery_from_public(ev->public.delivery)->dead_letter);
                 c->handler(c, &ev->public, c->userdata);
                 if (own)
                         event_free(ev);

@@ -56,6 +56,9 @@ typedef struct AmqpEvent {
 AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
 DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);
 
+/* The event of a delivery or of a dead-letter result is part of its delivery: the handler
+ * reads what it needs before it frees the delivery. message stays valid until the handler
+ * returns. */
 typedef void (*AmqpEventHandler)(AmqpConsumer *c, AmqpEvent *event, void *userdata);
 
 typedef struct AmqpSettings {

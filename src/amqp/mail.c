@@ -47,6 +47,7 @@ Delivery *delivery_free(Delivery *d) {
                 return NULL;
         if (d->has_headers_pool)
                 empty_amqp_pool(&d->headers_pool);
+        command_free(d->dead_letter);
         return mfree(d);
 }
 

@@ -73,16 +73,31 @@ struct Session {
         size_t reading_received;
 };
 
-static void post_event(Session *s, AmqpEventType type, uint64_t epoch, Delivery *d, bool ok, const char *message) {
+/* Connection changes and warnings; lost when there is no memory for them. */
+static void post_event(Session *s, AmqpEventType type, uint64_t epoch, bool ok, const char *message) {
         Event *ev = event_new(type, epoch, ok, message);
 
-        if (!ev) {
-                /* Without memory the delivery cannot travel; the broker redelivers it. */
-                delivery_free(d);
-                return;
-        }
-        ev->public.delivery = d ? &d->public : NULL;
-        mailbox_post(s->events, &ev->item);
+        if (ev)
+                mailbox_post(s->events, &ev->item);
+}
+
+/* Hands the delivery back to the loop in its own event, with the command attached for the
+ * sake of the message. Nothing is allocated, so the loop hears of the end of every
+ * dead-letter command and its count of those in flight comes back down. */
+static void dead_letter_done(Session *s, Command *cmd, bool ok, const char *message) {
+        Delivery *d = TAKE_PTR(cmd->delivery);
+
+        if (message && message != cmd->error)
+                snprintf(cmd->error, sizeof cmd->error, "%s", message);
+        d->dead_letter = cmd;
+        d->event.public = (AmqpEvent) {
+                .type = AMQP_EVENT_DEAD_LETTERED,
+                .epoch = cmd->epoch,
+                .delivery = &d->public,
+                .ok = ok,
+                .message = message ? cmd->error : NULL,
+        };
+        mailbox_post(s->events, &d->event.item);
 }
 
 static void format_reply(amqp_rpc_reply_t reply, const char *what, char *buf, size_t size) {
@@ -185,7 +200,7 @@ static int declare_queue(Session *s, char *error, size_t size) {
                 snprintf(msg, sizeof msg,
                          "Queue %s exists with other arguments than x-dead-letter-exchange=%s%s; using it as it is",
                          s->queue, s->dead_letter_exchange, s->queue_type == QUEUE_TYPE_QUORUM ? ", x-queue-type=quorum" : "");
-                post_event(s, AMQP_EVENT_WARNING, 0, NULL, true, msg);
+                post_event(s, AMQP_EVENT_WARNING, 0, true, msg);
         }
         return 0;
 }
@@ -572,10 +587,10 @@ static int handle_frame(Session *s, const amqp_frame_t *frame, MailboxList *inbo
                 return -ECONNRESET;
         }
         case AMQP_CONNECTION_BLOCKED_METHOD:
-                post_event(s, AMQP_EVENT_WARNING, s->epoch, NULL, true, "broker blocked the connection (resource alarm)");
+                post_event(s, AMQP_EVENT_WARNING, s->epoch, true, "broker blocked the connection (resource alarm)");
                 return 0;
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
-                post_event(s, AMQP_EVENT_WARNING, s->epoch, NULL, true, "broker unblocked the connection");
+                post_event(s, AMQP_EVENT_WARNING, s->epoch, true, "broker unblocked the connection");
                 return 0;
         default:
                 return 0;
@@ -699,13 +714,14 @@ static int run_commands(Session *s, bool live, char *error, size_t size) {
         int ret = 0;
 
         for (MailboxItem *i = mailbox_take(s->commands), *next; i; i = next) {
-                Command *cmd = container_of(i, Command, item);
+                Command *cmd;
                 bool current;
                 int r = 0;
 
                 next = i->next;
                 if (i == &s->stop)
                         continue;
+                cmd = container_of(i, Command, item);
                 current = live && ret >= 0 && cmd->epoch == s->epoch;
 
                 switch (cmd->type) {
@@ -719,8 +735,9 @@ static int run_commands(Session *s, bool live, char *error, size_t size) {
                                 r = dead_letter_publish(s, cmd->delivery, &cmd->reason, &ok, error, size);
                         /* A message says the publish did not happen for the connection's sake (the
                          * broker redelivers the original); none, that the broker refused it. */
-                        post_event(s, AMQP_EVENT_DEAD_LETTERED, cmd->epoch, cmd->delivery, ok && r >= 0,
-                                   !current ? "the connection to RabbitMQ is gone" : r < 0 ? error : NULL);
+                        /* The command goes back with its result. */
+                        dead_letter_done(s, TAKE_PTR(cmd), ok && r >= 0,
+                                         !current ? "the connection to RabbitMQ is gone" : r < 0 ? error : NULL);
                         break;
                 }
                 case COMMAND_CANCEL:
@@ -797,20 +814,20 @@ static void *session_thread(void *userdata) {
                 r = session_open(s, error, sizeof error);
                 if (r < 0) {
                         session_close(s);
-                        post_event(s, AMQP_EVENT_DISCONNECTED, 0, NULL, false, error);
+                        post_event(s, AMQP_EVENT_DISCONNECTED, 0, false, error);
                         wait_backoff(s, backoff);
                         backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
                         continue;
                 }
                 backoff = RECONNECT_BACKOFF_MIN;
                 s->epoch++;
-                post_event(s, AMQP_EVENT_CONNECTED, s->epoch, NULL, true, NULL);
+                post_event(s, AMQP_EVENT_CONNECTED, s->epoch, true, NULL);
 
                 r = session_run(s, error, sizeof error);
                 if (r < 0)
                         s->connected = false; /* its socket failed: no clean close to try */
                 session_close(s);
-                post_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, NULL, r >= 0, r >= 0 ? "closed" : error);
+                post_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, r >= 0, r >= 0 ? "closed" : error);
         }
 
         {
