@@ -93,10 +93,10 @@ int amqp_consumer_start(AmqpConsumer *c);
 int amqp_consumer_settle(AmqpConsumer *c, uint64_t epoch, const AckCommand *commands, size_t n);
 
 /* Republishes the delivery to the dead-letter exchange with the reason headers, under
- * publisher confirms. The delivery comes back in an AMQP_EVENT_DEAD_LETTERED event; the
- * caller then acks it (ok), rejects it (refused by the broker), or leaves it to the broker
- * (not published because the connection ends: it is redelivered). The caller must not touch
- * the delivery meanwhile. */
+ * publisher confirms. Once this returned 0, the delivery always comes back in an
+ * AMQP_EVENT_DEAD_LETTERED event (sending it back needs no memory); the caller then acks it
+ * (ok), rejects it (refused by the broker), or leaves it to the broker (not published because
+ * the connection ends: it is redelivered). The caller must not touch the delivery meanwhile. */
 int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetterReason *reason);
 
 /* Stops consuming (basic.cancel); deliveries already on the way may still arrive. */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* The AMQP thread (amqp/session.h). Everything here runs on that thread, except
- * session_new(), session_start(), session_free(), session_post() and session_set_cancelled(),
- * which the loop calls and which touch only what the "Shared" part of Session names. The
- * loop's side is amqp/consumer.c. */
+/* The AMQP thread (amqp/session.h): everything here runs on that thread, except the functions
+ * under "The loop's side of the session" at the end. Of those, session_post() and
+ * session_set_cancelled() touch only what the "Shared" part of Session names;
+ * session_new() and session_free() run while there is no thread. The loop's side of the
+ * adapter is amqp/consumer.c; no sd-event here. */
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
 #include <inttypes.h>

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+/* host_lookup_start() starts a detached thread per lookup: it touches only its Job (names in,
+ * answers out, the done item posted to the job's mailbox). Everything else runs on the loop. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <pthread.h>

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* Called from any thread: posters and the reader meet only under the lock. */
 #include <pthread.h>
 #include <sys/eventfd.h>
 
