@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "amqp/headers.h"
 #include "amqp/session.h"
 #include "version.h"
 
@@ -468,6 +469,7 @@ static int delivery_begin(Session *s, const amqp_frame_t *frame, char *error, si
                         snprintf(error, size, "out of memory copying message headers");
                         return -ENOMEM;
                 }
+                d->public.delivery_count = amqp_headers_delivery_count(&d->properties.headers);
         } else
                 d->properties.headers = amqp_empty_table;
 

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "amqp/headers.h"
+
+int amqp_header_uint(const amqp_table_t *headers, const char *key, uint64_t *ret) {
+        size_t len = strlen(key);
+
+        if (!headers || headers->num_entries <= 0 || !headers->entries)
+                return -ENOENT;
+        for (int i = 0; i < headers->num_entries; i++) {
+                const amqp_table_entry_t *e = &headers->entries[i];
+                const amqp_field_value_t *v = &e->value;
+                int64_t s;
+
+                if (e->key.len != len || (len > 0 && memcmp(e->key.bytes, key, len) != 0))
+                        continue;
+                switch (v->kind) {
+                case AMQP_FIELD_KIND_U8:
+                        *ret = v->value.u8;
+                        return 0;
+                case AMQP_FIELD_KIND_U16:
+                        *ret = v->value.u16;
+                        return 0;
+                case AMQP_FIELD_KIND_U32:
+                        *ret = v->value.u32;
+                        return 0;
+                case AMQP_FIELD_KIND_U64:
+                case AMQP_FIELD_KIND_TIMESTAMP:
+                        *ret = v->value.u64;
+                        return 0;
+                case AMQP_FIELD_KIND_I8:
+                        s = v->value.i8;
+                        break;
+                case AMQP_FIELD_KIND_I16:
+                        s = v->value.i16;
+                        break;
+                case AMQP_FIELD_KIND_I32:
+                        s = v->value.i32;
+                        break;
+                case AMQP_FIELD_KIND_I64:
+                        s = v->value.i64;
+                        break;
+                default:
+                        return -EINVAL;
+                }
+                if (s < 0)
+                        return -EINVAL;
+                *ret = (uint64_t) s;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+unsigned amqp_headers_delivery_count(const amqp_table_t *headers) {
+        uint64_t v;
+
+        if (amqp_header_uint(headers, "x-delivery-count", &v) < 0)
+                return 0;
+        return v > UINT_MAX ? UINT_MAX : (unsigned) v;
+}
