@@ -168,14 +168,15 @@ static amqp_table_t quorum_arguments(Session *s, amqp_table_entry_t *entry) {
         return (amqp_table_t) { .num_entries = 1, .entries = entry };
 }
 
-/* The queue may exist with other arguments (operators set the DLX by policy, or an older
- * deployment made it): use it as it is rather than fail. */
-static int declare_queue(Session *s, char *error, size_t size) {
-        amqp_table_entry_t entries[2];
+/* The queue may exist with other arguments (operators set the DLX or the type by policy, or an
+ * older deployment made it): use it as it is, with a warning, rather than fail every connect. */
+static int declare_queue(Session *s, const char *name, amqp_table_t arguments, const char *wanted, char *error,
+                         size_t size) {
+        amqp_channel_close_ok_t close_ok = { 0 };
         amqp_rpc_reply_t reply;
+        char msg[512];
 
-        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), 0, 1, 0, 0,
-                           queue_arguments(s, entries));
+        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, arguments);
         reply = amqp_get_rpc_reply(s->conn);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL)
                 return 0;
@@ -184,31 +185,26 @@ static int declare_queue(Session *s, char *error, size_t size) {
                 return -EPROTO;
         }
 
-        {
-                amqp_channel_close_ok_t close_ok = { 0 };
-                char msg[256];
-
-                if (amqp_send_method(s->conn, CONSUME_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
-                        snprintf(error, size, "channel.close-ok: send failed");
-                        return -EIO;
-                }
-                amqp_channel_open(s->conn, CONSUME_CHANNEL);
-                if (check_reply(s, "channel.open", error, size) < 0)
-                        return -EPROTO;
-                amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), 1, 0, 0, 0,
-                                   amqp_empty_table);
-                if (check_reply(s, "queue.declare (passive)", error, size) < 0)
-                        return -EPROTO;
-                snprintf(msg, sizeof msg,
-                         "Queue %s exists with other arguments than x-dead-letter-exchange=%s%s; using it as it is",
-                         s->queue, s->dead_letter_exchange, s->queue_type == QUEUE_TYPE_QUORUM ? ", x-queue-type=quorum" : "");
-                post_event(s, AMQP_EVENT_WARNING, 0, true, msg);
+        /* The broker closed the channel over it: reopen, and make sure the queue is there. */
+        if (amqp_send_method(s->conn, CONSUME_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
+                snprintf(error, size, "channel.close-ok: send failed");
+                return -EIO;
         }
+        amqp_channel_open(s->conn, CONSUME_CHANNEL);
+        if (check_reply(s, "channel.open", error, size) < 0)
+                return -EPROTO;
+        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
+        if (check_reply(s, "queue.declare (passive)", error, size) < 0)
+                return -EPROTO;
+        snprintf(msg, sizeof msg, "Queue %s exists with other arguments than the transmitter declares (%s); using it as it is",
+                 name, wanted);
+        post_event(s, AMQP_EVENT_WARNING, 0, true, msg);
         return 0;
 }
 
 static int declare_topology(Session *s, char *error, size_t size) {
-        amqp_table_entry_t entry;
+        amqp_table_entry_t entry, entries[2];
+        char wanted[300];
         int r;
 
         amqp_exchange_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->exchange), amqp_cstring_bytes("topic"),
@@ -221,17 +217,19 @@ static int declare_topology(Session *s, char *error, size_t size) {
         if (check_reply(s, "exchange.declare (dead-letter)", error, size) < 0)
                 return -EPROTO;
 
-        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_queue), 0, 1, 0, 0,
-                           quorum_arguments(s, &entry));
-        if (check_reply(s, "queue.declare (dead-letter)", error, size) < 0)
-                return -EPROTO;
+        r = declare_queue(s, s->dead_queue, quorum_arguments(s, &entry),
+                          s->queue_type == QUEUE_TYPE_QUORUM ? "x-queue-type=quorum" : "none", error, size);
+        if (r < 0)
+                return r;
 
         amqp_queue_bind(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_queue),
                         amqp_cstring_bytes(s->dead_letter_exchange), amqp_cstring_bytes(""), amqp_empty_table);
         if (check_reply(s, "queue.bind (dead-letter)", error, size) < 0)
                 return -EPROTO;
 
-        r = declare_queue(s, error, size);
+        snprintf(wanted, sizeof wanted, "x-dead-letter-exchange=%s%s", s->dead_letter_exchange,
+                 s->queue_type == QUEUE_TYPE_QUORUM ? ", x-queue-type=quorum" : "");
+        r = declare_queue(s, s->queue, queue_arguments(s, entries), wanted, error, size);
         if (r < 0)
                 return r;
 
