@@ -22,27 +22,34 @@ static Verdict decide_ready(const VerdictInput *in) {
 
 /* A retriable failure with the round's attempts spent. */
 static Verdict decide_spent(const VerdictInput *in, const RetryPolicy *policy) {
-        if (!in->others_got_through)
-                /* The destination's failure, not the batch's: returning the messages would only
-                 * spend their delivery limit. Keep them, try again, gated by the circuit. */
-                return (Verdict) {
-                        .action = VERDICT_RETRY,
-                        .new_round = true,
-                        .row = BATCH_FAILED,
-                        .delay = retry_delay(policy, in->attempt, in->retry_after, in->now_realtime, in->random),
-                };
-        if (in->n_events > 1)
-                /* Others get through, this one does not: one of its events is likely poison.
-                 * Halve until it stands alone. */
-                return (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED };
-        if (in->delivery_limit > 0 && in->delivery_count + 1 >= in->delivery_limit) {
-                /* The broker would drop it, or dead-letter it without saying why. */
-                Verdict v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
-                v.dead_letter = DEAD_LETTER_RETRIES_EXHAUSTED;
-                return v;
+        /* Returns happen for failures of a batch of its own (and at stops, reconnects and the
+         * consumer timeout): a single event the broker had back before has failed alone. */
+        bool own_failure = in->others_got_through || (in->n_events == 1 && in->delivery_count > 0);
+
+        if (in->n_events > 1 && (own_failure || !in->split_blind))
+                /* With evidence, halve until the event the destination cannot take stands
+                 * alone. Without, split once: if one half gets through, the other has it. */
+                return (Verdict) { .action = VERDICT_SPLIT, .row = BATCH_FAILED, .blind = !own_failure };
+        if (in->n_events == 1 && own_failure) {
+                Verdict v;
+
+                if (in->delivery_limit > 0 && in->delivery_count + 1 >= in->delivery_limit) {
+                        /* The broker would drop it, or dead-letter it without saying why. */
+                        v = finish(BATCH_FAILED, SETTLEMENT_DEAD_LETTER, NULL);
+                        v.dead_letter = DEAD_LETTER_RETRIES_EXHAUSTED;
+                        return v;
+                }
+                /* Back to the broker, to travel again in a later batch. */
+                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
         }
-        /* One event alone: back to the broker, to travel again in a later batch. */
-        return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
+        /* The destination's failure, as far as anyone can tell: returning the messages would
+         * only spend their delivery limit. Keep them, try again, gated by the circuit. */
+        return (Verdict) {
+                .action = VERDICT_RETRY,
+                .new_round = true,
+                .row = BATCH_FAILED,
+                .delay = retry_delay(policy, in->attempt, in->retry_after, in->now_realtime, in->random),
+        };
 }
 
 static Verdict decide_answered(const VerdictInput *in, const RetryPolicy *policy) {

@@ -9,10 +9,14 @@
  *
  * Two of the broker's limits shape it. A quorum queue dead-letters a message returned too often
  * (its delivery limit), so messages go back to the broker only for failures of their own batch,
- * never because the destination is down: a batch whose attempts are spent while no other batch
- * got through is held and tried again in a new round. And the broker closes the channel of a
- * delivery held unacked too long (its consumer timeout), so a batch whose messages near it is
- * returned instead of held. */
+ * never because the destination is down. A batch whose attempts are spent is the batch's own
+ * failure when there is evidence: another batch got through meanwhile, or, for a single event,
+ * the broker had it back before. Without evidence a batch is split once, blind, so that its
+ * halves test each other; a blind half, or a single event, without evidence is held and tried
+ * again in a new round. With evidence it is split down to single events, and a single event
+ * goes back to the queue until its delivery count nears the limit: then it is dead-lettered.
+ * And the broker closes the channel of a delivery held unacked too long (its consumer timeout),
+ * so a batch whose messages near it is returned instead of held. */
 
 #include "core/retry.h"
 #include "core/stats.h"
@@ -39,7 +43,9 @@ typedef enum VerdictAction {
         VERDICT_HOLD,   /* keep waiting (for the circuit, or for the retry delay to pass); no attempt is spent */
         VERDICT_RETRY,  /* wait `delay`, then the batch is READY again; `new_round`: its attempts were
                          * spent, the row becomes 'failed' meanwhile and the attempts count anew */
-        VERDICT_SPLIT,  /* final row 'failed'; its events go on as two halves, each a batch of its own */
+        VERDICT_SPLIT,  /* final row 'failed'; its events go on as two halves, each a batch of its own;
+                         * `blind`: made without evidence that the batch, not the destination, fails
+                         * (the halves are each other's test, and are not split blind again) */
         VERDICT_FINISH, /* final row `row`, then its messages are settled as `settlement` */
         _VERDICT_ACTION_MAX,
 } VerdictAction;
@@ -51,7 +57,8 @@ typedef struct VerdictInput {
         unsigned attempt;        /* attempts started so far (ANSWERED/UNSTARTED: including this one) */
         size_t n_events;
         bool circuit_lets_out;   /* READY: the circuit breaker would let a request out now */
-        bool others_got_through; /* a request of another batch was answered 2xx since this round began */
+        bool others_got_through; /* another batch was answered 2xx since this one was formed, or held */
+        bool split_blind;        /* the batch is a half of a split made without evidence (see VERDICT_SPLIT) */
         bool epoch_current;      /* the broker connection its messages came on still stands */
         bool stopping;           /* SIGTERM: nothing waits any more */
         bool expiring;           /* a message of the batch nears the broker's consumer timeout */
@@ -67,6 +74,7 @@ typedef struct Verdict {
         Settlement settlement;   /* FINISH */
         usec_t delay;            /* RETRY */
         bool new_round;          /* RETRY */
+        bool blind;              /* SPLIT */
         DeadLetterKind dead_letter; /* FINISH with SETTLEMENT_DEAD_LETTER: the reason */
         DeliveryOutcome outcome; /* ANSWERED: how the answer was classified */
         const char *why;         /* FINISH without an answer: the row's error_message; NULL otherwise */

@@ -66,7 +66,15 @@ Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epo
                 r = -ENOMEM;
                 goto fail;
         }
-        *b = (Batch) { .pipeline = p, .epoch = epoch, .n = n, .phase = PHASE_READY };
+        *b = (Batch) {
+                .pipeline = p,
+                .epoch = epoch,
+                .n = n,
+                .phase = PHASE_READY,
+                /* Whether others get through while this one fails counts from now: the halves of
+                 * a split wait for each other at a half-open circuit. */
+                .round_successes = p->stats.http_by_class[2],
+        };
         b->deliveries = malloc(n * sizeof *deliveries);
         if (!b->deliveries) {
                 r = -ENOMEM;

@@ -44,8 +44,9 @@ typedef struct Batch {
         size_t raw_size;
         unsigned attempt;        /* attempts started in this round */
         unsigned attempts_total; /* in all rounds: the row's retry_count is this minus one */
-        uint64_t round_successes; /* 2xx answers the pipeline had when this round began */
+        uint64_t round_successes; /* 2xx answers the pipeline had when the batch was formed or held */
         bool expiring;           /* a delivery of it nears the broker's consumer timeout */
+        bool split_blind;        /* a half of a split made without evidence (core/verdict.h) */
         uint64_t circuit_period; /* of the attempt on the wire: which circuit state let it out */
         BatchPhase phase;
         bool holds_slot;         /* a retry keeps the slot of its first attempt */

@@ -15,6 +15,7 @@ static VerdictInput batch_input(const Pipeline *p, const Batch *b, BatchMoment m
                 .attempt = b->attempt,
                 .n_events = b->n,
                 .others_got_through = p->stats.http_by_class[2] > b->round_successes,
+                .split_blind = b->split_blind,
                 .epoch_current = b->epoch == p->epoch && p->epoch != 0,
                 .stopping = p->stopping,
                 .expiring = b->expiring,
@@ -86,7 +87,7 @@ static void describe_failure(const SenderResult *res, char *buf, size_t size) {
         text_sanitize(buf);
 }
 
-static void batch_split(Pipeline *p, Batch *b, long http_status) {
+static void batch_split(Pipeline *p, Batch *b, long http_status, bool blind) {
         size_t half = b->n / 2, n = b->n;
         _cleanup_free_ AmqpDelivery **d = TAKE_PTR(b->deliveries);
         Batch *first, *second;
@@ -97,10 +98,17 @@ static void batch_split(Pipeline *p, Batch *b, long http_status) {
 
         first = batch_form(p, d, half, b->epoch, b);
         second = batch_form(p, d + half, n - half, b->epoch, first ? first : b);
+        if (first)
+                first->split_blind = blind;
+        if (second)
+                second->split_blind = blind;
 
         log_struct(LOG_WARNING,
-                   LOG_MESSAGE("Batch %s refused with HTTP %ld; splitting %zu events into %s and %s", b->id, http_status, n,
-                               first ? first->id : "-", second ? second->id : "-"),
+                   LOG_MESSAGE("Batch %s %s HTTP %ld; splitting %zu events into %s and %s", b->id,
+                               retry_classify(http_status) == OUTCOME_PERMANENT ? "refused with"
+                               : blind ? "failed on every attempt, nothing else got through either, last"
+                                       : "failed on every attempt while others got through, last",
+                               http_status, n, first ? first->id : "-", second ? second->id : "-"),
                    LOG_FIELD("BATCH_ID=%s", b->id), LOG_FIELD("HTTP_STATUS=%ld", http_status),
                    LOG_FIELD("EVENT_COUNT=%zu", n), NULL);
 }
@@ -218,6 +226,7 @@ static void hold_for_new_round(Pipeline *p, Batch *b, const Verdict *v, const Se
         p->stats.batches_held++;
 
         b->attempt = 0;
+        b->round_successes = p->stats.http_by_class[2];
         batch_release_slot(p, b);
         batch_move_to_tail(p, b);
         (void) back_off(p, b, v->delay, res, why);
@@ -247,6 +256,8 @@ static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResul
                         hold_for_new_round(p, b, v, res, why);
                         return;
                 }
+                /* Behind the others: a batch that keeps failing is not always the circuit's probe. */
+                batch_move_to_tail(p, b);
                 log_struct(retry_status_is_auth(res->http_status) ? LOG_ERR : LOG_WARNING,
                            LOG_MESSAGE("Batch %s attempt %u/%u failed: %s%s; retrying in %" PRIu64 " ms", b->id,
                                        b->attempt, p->retry.max_attempts, why,
@@ -260,7 +271,7 @@ static void carry_out(Pipeline *p, Batch *b, const Verdict *v, const SenderResul
                 return;
 
         case VERDICT_SPLIT:
-                batch_split(p, b, res->http_status);
+                batch_split(p, b, res->http_status, v->blind);
                 batch_finish(p, b, BATCH_FAILED, res->http_status, res->body_excerpt, SETTLEMENT_NONE, 0);
                 return;
 
@@ -310,9 +321,6 @@ static void batch_start(Pipeline *p, Batch *b) {
         };
         int r;
 
-        if (b->attempt == 0)
-                /* Whether other batches get through is counted from the round's first attempt. */
-                b->round_successes = p->stats.http_by_class[2];
         b->attempt++;
         b->attempts_total++;
         rec.retries = b->attempts_total > 1;

@@ -24,6 +24,7 @@ static const RetryPolicy policy = {
 #define STOPPING  (1u << 2)
 #define OTHERS    (1u << 3) /* another batch was answered 2xx since this one's round began */
 #define EXPIRING  (1u << 4) /* a message nears the broker's consumer timeout */
+#define BLIND     (1u << 5) /* a half of a split made without evidence */
 
 typedef struct Row {
         const char *what;
@@ -40,6 +41,7 @@ typedef struct Row {
         usec_t delay;
         bool new_round;
         DeadLetterKind dead_letter;
+        bool blind;
 } Row;
 
 #define DELIVERY_LIMIT 20
@@ -55,6 +57,7 @@ static VerdictInput row_input(const Row *r) {
                 .epoch_current = !(r->flags & OLD_EPOCH),
                 .stopping = r->flags & STOPPING,
                 .others_got_through = r->flags & OTHERS,
+                .split_blind = r->flags & BLIND,
                 .expiring = r->flags & EXPIRING,
                 .delivery_count = r->delivery_count,
                 .delivery_limit = DELIVERY_LIMIT,
@@ -70,7 +73,8 @@ static VerdictInput row_input(const Row *r) {
 #define HOLD 0, VERDICT_HOLD, 0, 0, 0, false, 0
 #define RETRY(d) 0, VERDICT_RETRY, 0, 0, (d), false, 0
 #define NEW_ROUND(d) 0, VERDICT_RETRY, BATCH_FAILED, 0, (d), true, 0
-#define SPLIT 0, VERDICT_SPLIT, BATCH_FAILED, 0, 0, false, 0
+#define SPLIT 0, VERDICT_SPLIT, BATCH_FAILED, 0, 0, false, 0, false
+#define SPLIT_BLIND 0, VERDICT_SPLIT, BATCH_FAILED, 0, 0, false, 0, true
 #define SENT(s) 0, VERDICT_FINISH, BATCH_SENT, (s), 0, false, 0
 #define FAILED(s) 0, VERDICT_FINISH, BATCH_FAILED, (s), 0, false, 0
 #define DEAD(k) 0, VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, (k)
@@ -103,10 +107,13 @@ static const Row rows[] = {
         /* Retriable: backoff multiplier^k, then requeue when the attempts are spent. */
         { "no answer (connect, TLS, timeout), attempt 1",         A, 0, 1, 100, 0, NULL, RETRY(2 * S) },
         { "no answer, attempt 2",                                 A, 0, 2, 100, 0, NULL, RETRY(4 * S) },
-        { "no answer, attempts spent, nothing else got through: held, a new round",
-                                                                  A, 0, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
+        { "no answer, spent, nothing else got through: split once, blind",
+                                                                  A, 0, 3, 100, 0, NULL, SPLIT_BLIND },
+        { "no answer, spent, a blind half, nothing else got through: held, a new round",
+                                                                  A, 0, 3, 50, BLIND, NULL, NEW_ROUND(8 * S) },
         { "401: a token to fix, never thrown away",               A, 401, 1, 100, 0, NULL, RETRY(2 * S) },
-        { "401, attempts spent: held until the token is fixed",   A, 401, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
+        { "401, spent: split once, blind",                        A, 401, 3, 100, 0, NULL, SPLIT_BLIND },
+        { "401, spent, blind half: held until the token is fixed", A, 401, 3, 50, BLIND, NULL, NEW_ROUND(8 * S) },
         { "403",                                                  A, 403, 2, 100, 0, NULL, RETRY(4 * S) },
         { "408",                                                  A, 408, 1, 100, 0, NULL, RETRY(2 * S) },
         { "429",                                                  A, 429, 1, 100, 0, NULL, RETRY(2 * S) },
@@ -118,8 +125,11 @@ static const Row rows[] = {
         { "502, one event",                                       A, 502, 1, 1, 0, NULL, RETRY(2 * S) },
         { "504",                                                  A, 504, 2, 100, 0, NULL, RETRY(4 * S) },
         { "599",                                                  A, 599, 1, 100, 0, NULL, RETRY(2 * S) },
-        { "503, attempts spent, the destination is down: held",   A, 503, 3, 100, 0, NULL, NEW_ROUND(8 * S) },
-        { "503, attempts spent, held, Retry-After honoured",      A, 503, 3, 100, 0, "20", NEW_ROUND(20 * S) },
+        { "503, spent, the destination is down: blind split",      A, 503, 3, 100, 0, NULL, SPLIT_BLIND },
+        { "503, spent, blind half, the destination is down: held", A, 503, 3, 50, BLIND, NULL, NEW_ROUND(8 * S) },
+        { "503, spent, held, Retry-After honoured",               A, 503, 3, 50, BLIND, "20", NEW_ROUND(20 * S) },
+        { "503, spent, one event never returned, alone: held",    A, 503, 3, 1, 0, NULL, NEW_ROUND(8 * S) },
+        { "503, spent, a blind half that got evidence: split",    A, 503, 3, 50, BLIND | OTHERS, NULL, SPLIT },
         { "503 while others get through, attempts left: retry",   A, 503, 2, 100, OTHERS, NULL, RETRY(4 * S) },
         { "503, attempts spent, others get through: split",       A, 503, 3, 100, OTHERS, NULL, SPLIT },
         { "no answer, spent, others get through, 2 events: split", A, 0, 3, 2, OTHERS, NULL, SPLIT },
@@ -127,8 +137,10 @@ static const Row rows[] = {
         { "500, spent, one event, returned 18 times: requeued",   A, 500, 3, 1, OTHERS, NULL, REQUEUED_AT(18) },
         { "500, spent, one event, returned 19 times of 20: dead", A, 500, 3, 1, OTHERS, NULL, DEAD_AT(19) },
         { "500, spent, one event, past the limit: dead",          A, 500, 3, 1, OTHERS, NULL, DEAD_AT(25) },
-        { "500, spent, one event, nothing else got through: held", A, 500, 3, 1, 0, NULL, 19, VERDICT_RETRY,
-          BATCH_FAILED, 0, 8 * S, true, 0 },
+        { "500, spent, one event returned before, alone: its own failure, requeued",
+                                                                  A, 500, 3, 1, 0, NULL, REQUEUED_AT(1) },
+        { "500, spent, one event returned 19 times of 20, alone: dead", A, 500, 3, 1, 0, NULL, 19, VERDICT_FINISH,
+          BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, DEAD_LETTER_RETRIES_EXHAUSTED, false },
         { "503, spent, others get through, stopping: requeued",   A, 503, 3, 100, OTHERS | STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
         { "503 near the consumer timeout: returned, not retried", A, 503, 1, 100, EXPIRING, NULL, FAILED(SETTLEMENT_REQUEUE) },
         { "200 near the consumer timeout: acked",                 A, 200, 1, 100, EXPIRING, NULL, SENT(SETTLEMENT_ACK) },
@@ -193,6 +205,8 @@ Test(verdict, design_rows) {
                         if (r->new_round)
                                 cr_expect_eq(v.row, BATCH_FAILED, "%s: the spent round's row is 'failed'", r->what);
                 }
+                if (r->action == VERDICT_SPLIT)
+                        cr_expect_eq(v.blind, r->blind, "%s: blind %d", r->what, v.blind);
                 if (r->action == VERDICT_FINISH && r->settlement == SETTLEMENT_DEAD_LETTER)
                         cr_expect_eq(v.dead_letter, r->dead_letter, "%s: reason %s, expected %s", r->what,
                                      dead_letter_kind_to_string(v.dead_letter),
