@@ -143,6 +143,24 @@ stop_pid() {
         fi
 }
 
+# epmd_start PORT PIDFILE LOGFILE: an Erlang port mapper of our own on 127.0.0.1:PORT, unless the
+# one PIDFILE names already listens there.
+epmd_start() {
+        local port=$1 pidfile=$2 logfile=$3 pid
+        if pid=$(read_pid "$pidfile") && pid_alive "$pid" && port_open 127.0.0.1 "$port"; then
+                return 0
+        fi
+        port_is_free "$port" || die "epmd port $port is in use by someone else"
+        setsid epmd -port "$port" -address 127.0.0.1 </dev/null >>"$logfile" 2>&1 &
+        echo $! >"$pidfile"
+        local deadline=$(($(now_ms) + 10000))
+        until port_open 127.0.0.1 "$port"; do
+                pid_alive "$!" || { tail_log "$logfile"; die "epmd exited at start"; }
+                (($(now_ms) < deadline)) || die "epmd did not listen on $port within 10 s"
+                sleep 0.05
+        done
+}
+
 # tail_log FILE...: prints the last lines of each existing FILE to stderr.
 tail_log() {
         local f

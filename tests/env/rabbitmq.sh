@@ -24,7 +24,9 @@
 #
 # Environment knobs: RABBITMQ_START_TIMEOUT_S (default 90), RABBITMQ_STOP_TIMEOUT_S (default 60),
 # RABBITMQ_AMQP_PORT (fixed port for the first start instead of a free one),
-# RABBITMQ_EXTRA_CONF (lines appended to rabbitmq.conf).
+# RABBITMQ_EXTRA_CONF (lines appended to rabbitmq.conf), RABBITMQ_SHARED_EPMD_PORT (first start
+# only: use the epmd someone else runs on that port instead of one of our own; the nodes of a
+# cluster must find each other in one epmd, see rabbitmq-cluster.sh).
 set -euo pipefail
 
 LOG_TAG=rabbitmq
@@ -87,10 +89,15 @@ write_ports() {
                 mapfile -t ports < <(free_ports 4 "${hosts[@]}")
         fi
         ((${#ports[@]} == 4)) || die "could not find free ports"
-        local suffix
+        local suffix epmd=${ports[2]} epmd_shared=0
+        if [[ -n "${RABBITMQ_SHARED_EPMD_PORT:-}" ]]; then
+                epmd=$RABBITMQ_SHARED_EPMD_PORT
+                epmd_shared=1
+        fi
         suffix=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
         write_env "$DIR/ports" \
-                "AMQP_PORT=${ports[0]}" "DIST_PORT=${ports[1]}" "EPMD_PORT=${ports[2]}" "TLS_PORT=${ports[3]}" \
+                "AMQP_PORT=${ports[0]}" "DIST_PORT=${ports[1]}" "EPMD_PORT=$epmd" "TLS_PORT=${ports[3]}" \
+                "EPMD_SHARED=$epmd_shared" \
                 "NODENAME=rmq-${ports[0]}-$suffix@localhost" \
                 "LISTEN_V6=$([[ ${#hosts[@]} -gt 1 ]] && echo 1 || echo 0)"
 }
@@ -165,19 +172,11 @@ EOF
 }
 
 start_epmd() {
-        local pid
-        if pid=$(read_pid "$DIR/epmd.pid") && pid_alive "$pid" && port_open 127.0.0.1 "$EPMD_PORT"; then
+        if [[ "${EPMD_SHARED:-0}" == 1 ]]; then
+                port_open 127.0.0.1 "$EPMD_PORT" || die "the shared epmd on port $EPMD_PORT (from $DIR/ports) is not running"
                 return 0
         fi
-        port_is_free "$EPMD_PORT" || die "epmd port $EPMD_PORT (from $DIR/ports) is in use by someone else"
-        setsid epmd -port "$EPMD_PORT" -address 127.0.0.1 </dev/null >>"$DIR/log/epmd.log" 2>&1 &
-        echo $! >"$DIR/epmd.pid"
-        local deadline=$(($(now_ms) + 10000))
-        until port_open 127.0.0.1 "$EPMD_PORT"; do
-                pid_alive "$!" || { tail_log "$DIR/log/epmd.log"; die "epmd exited at start"; }
-                (($(now_ms) < deadline)) || die "epmd did not listen on $EPMD_PORT within 10 s"
-                sleep 0.05
-        done
+        epmd_start "$EPMD_PORT" "$DIR/epmd.pid" "$DIR/log/epmd.log"
 }
 
 cmd_start() {
