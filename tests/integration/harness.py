@@ -5,6 +5,10 @@ Every test gets its own exchange, queues, database and receiver, so tests never 
 other's events; the broker and the database server are shared (started once by devenv.sh,
 which is idempotent) because starting RabbitMQ costs ~10 s.
 
+A test may run its case on a production topology of its own instead: a three-node RabbitMQ cluster
+(RabbitCluster) or a PostgreSQL primary with a synchronous standby (PostgresHA), see
+Case(broker=..., database=...) and tests/env/README.md.
+
 Environment: TRANSMITTER_BIN (the binary), SOURCE_ROOT, TRANSMITTER_TEST_DEVENV (the shared
 environment's directory; default BUILD_ROOT/devenv), TRANSMITTER_TEST_WRAPPER (e.g. "valgrind
 --error-exitcode=99 ..." to run the daemon under a tool).
@@ -97,7 +101,29 @@ def read_env_file(path):
     return env
 
 
-class Devenv:
+def tool_output(argv, what):
+    """stdout of a command-line tool; TestFailure naming what failed, with its stderr."""
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    if r.returncode != 0:
+        raise TestFailure(f"{what} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+class BrokerTools:
+    """What a broker (the shared one, or a cluster) offers a test through its rabbitmqctl."""
+
+    def queue_counts(self, queue):
+        """(ready, unacked) of a queue, or None when it does not exist."""
+        out = self.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+                               "messages_unacknowledged")
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == queue:
+                return int(parts[1]), int(parts[2])
+        return None
+
+
+class Devenv(BrokerTools):
     """The shared broker, database and CA."""
 
     def __init__(self):
@@ -118,28 +144,10 @@ class Devenv:
         return self.env[k]
 
     def rabbitmqctl(self, *args):
-        r = subprocess.run([self.env["RABBITMQCTL"], *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=60)
-        if r.returncode != 0:
-            raise TestFailure(f"rabbitmqctl {' '.join(args)} failed: {r.stderr.strip()}")
-        return r.stdout
-
-    def queue_counts(self, queue):
-        """(ready, unacked) of a queue, or None when it does not exist."""
-        out = self.rabbitmqctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                               "messages_unacknowledged")
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[0] == queue:
-                return int(parts[1]), int(parts[2])
-        return None
+        return tool_output([self.env["RABBITMQCTL"], *args], f"rabbitmqctl {' '.join(args)}")
 
     def psql_admin(self, sql):
-        r = subprocess.run([self.env["PSQL_ADMIN"], "-Atqc", sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=60)
-        if r.returncode != 0:
-            raise TestFailure(f"psql failed: {r.stderr.strip()}")
-        return r.stdout
+        return tool_output([self.env["PSQL_ADMIN"], "-Atqc", sql], "psql")
 
     def broker(self, action):
         """restart, stop, start, pause (SIGSTOP), resume (SIGCONT) the shared broker."""
@@ -173,6 +181,109 @@ class Devenv:
         r = subprocess.run([self.env["RABBITMQCTL"], "-q", "list_queues", "name"], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=60)
         return r.returncode == 0
+
+
+def run_env_script(script, *args, timeout=300):
+    """Runs a tests/env script; its output is printed only when it fails."""
+    r = subprocess.run(["bash", os.path.join(ENV_SCRIPTS, script), *args], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if r.returncode != 0:
+        print(r.stdout)
+        raise TestFailure(f"{script} {' '.join(args)} failed")
+    return r.stdout
+
+
+def replace_dbname(url, dbname):
+    """A postgresql:// URL (one host or several) with another database name, the query kept."""
+    base, q, query = url.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + dbname + q + query
+
+
+class RabbitCluster(BrokerTools):
+    """A three-node RabbitMQ cluster of a test's own (tests/env/rabbitmq-cluster.sh), next to the
+    shared single-node broker. Pass it to Case(broker=...) to run a case on it; the daemon then
+    gets the comma-separated list of the three nodes' URLs. Costs ~150 MB and a boot of 15-40 s;
+    stop() it in a finally."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        run_env_script("rabbitmq-cluster.sh", "up", self.dir)
+        self.env = read_env_file(os.path.join(self.dir, "env"))
+
+    def __getitem__(self, k):
+        if k == "RABBITMQ_URL":
+            return self.url(self.running_node())
+        return self.env[k]
+
+    @property
+    def urls(self):
+        """The RABBITMQ_URL list for the daemon."""
+        return self.env["RABBITMQ_URLS"]
+
+    def url(self, n):
+        return self.env[f"RABBITMQ_NODE{n}_URL"]
+
+    def node_pid(self, n):
+        try:
+            with open(self.env[f"RABBITMQ_NODE{n}_PID_FILE"]) as f:
+                pid = int(f.read().split()[0])
+            with open(f"/proc/{pid}/status") as f:
+                return None if re.search(r"^State:\s*Z", f.read(), re.M) else pid
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def running_node(self):
+        """The first node that runs (tools talk to it)."""
+        for n in (1, 2, 3):
+            if self.node_pid(n):
+                return n
+        raise TestFailure("no node of the cluster runs")
+
+    def kill(self, n):
+        """kill -9 of node n's beam.smp."""
+        run_env_script("rabbitmq-cluster.sh", "kill", self.dir, str(n), timeout=60)
+
+    def start(self, n):
+        """Brings node n back (same name, ports and data); it rejoins the cluster."""
+        run_env_script("rabbitmq-cluster.sh", "start", self.dir, str(n), timeout=180)
+
+    def rabbitmqctl(self, *args, node=None):
+        return tool_output([self.env[f"RABBITMQ_NODE{node or self.running_node()}_CTL"], *args],
+                           f"rabbitmqctl {' '.join(args)}")
+
+    def stop(self):
+        run_env_script("rabbitmq-cluster.sh", "down", self.dir, timeout=300)
+
+
+class PostgresHA:
+    """A PostgreSQL primary with a synchronous streaming standby of a test's own
+    (tests/env/postgres-ha.sh). Pass it to Case(database=...): the case's database is created on
+    the primary and the daemon gets both hosts with target_session_attrs=read-write. stop() it in a
+    finally."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        run_env_script("postgres-ha.sh", "up", self.dir, timeout=120)
+        self.env = read_env_file(os.path.join(self.dir, "env"))
+
+    def __getitem__(self, k):
+        return self.env[k]
+
+    def kill_primary(self):
+        """kill -9 of the primary's postmaster and every backend of it."""
+        run_env_script("postgres-ha.sh", "kill", self.dir, timeout=60)
+
+    def promote(self):
+        """pg_ctl promote of the standby; returns once it takes writes."""
+        run_env_script("postgres-ha.sh", "promote", self.dir, timeout=120)
+
+    def psql_admin(self, sql, server=None):
+        """As superuser on the server that takes writes, or on "primary" or "standby"."""
+        tool = {None: "PSQL_ADMIN", "primary": "PSQL_PRIMARY", "standby": "PSQL_STANDBY"}[server]
+        return tool_output([self.env[tool], "-Atqc", sql], "psql")
+
+    def stop(self):
+        run_env_script("postgres-ha.sh", "down", self.dir, timeout=120)
 
 
 class Receiver:
@@ -385,23 +496,27 @@ class Transmitter:
 class Case:
     """One test's world: its own exchange, queue, dead-letter exchange, database and receiver."""
 
-    def __init__(self, name, receiver_args=(), **receiver_kw):
+    def __init__(self, name, receiver_args=(), broker=None, database=None, **receiver_kw):
+        """broker: a RabbitCluster instead of the shared broker; database: a PostgresHA instead of
+        the shared database server. The receiver and the CA are always the shared environment's."""
         self.name = name
         self.devenv = Devenv()
+        self.broker = broker or self.devenv
+        self.pg = database or self.devenv
         self.workdir = tempfile.mkdtemp(prefix=f"transmitter-{name}-")
         tag = f"{name}-{uuid.uuid4().hex[:8]}"
         self.exchange = f"t.{tag}.events"
         self.queue = f"t.{tag}.approved"
         self.dlx = f"t.{tag}.dlx"
         self.database = "t_" + tag.replace("-", "_")
-        self.devenv.psql_admin(f"CREATE DATABASE {self.database} OWNER discovery")
+        self.pg.psql_admin(f"CREATE DATABASE {self.database} OWNER discovery")
         self.receiver = Receiver(self.devenv, self.workdir, extra=receiver_args, **receiver_kw)
-        db_url = self.devenv["DATABASE_URL"].rsplit("/", 1)[0] + "/" + self.database
+        db_url = replace_dbname(self.pg["DATABASE_URL"], self.database)
         self.db_url = db_url
         self.base_settings = {
             "TRANSMITTER_SERVER_HOST": "127.0.0.1",
             "TRANSMITTER_SERVER_PORT": str(free_port()),
-            "TRANSMITTER_RABBITMQ_URL": self.devenv["RABBITMQ_URL"],
+            "TRANSMITTER_RABBITMQ_URL": broker.urls if broker else self.devenv["RABBITMQ_URL"],
             "TRANSMITTER_RABBITMQ_EXCHANGE": self.exchange,
             "TRANSMITTER_RABBITMQ_QUEUE": self.queue,
             "TRANSMITTER_RABBITMQ_DEAD_LETTER_EXCHANGE": self.dlx,
@@ -436,7 +551,7 @@ class Case:
         self.publish(0, declare=True)
 
     def publish(self, count, prefix="evt", declare=False, rate=0, start=1, extra=()):
-        args = [self.devenv["PUBLISH"], "--url", self.devenv["RABBITMQ_URL"], "--exchange", self.exchange,
+        args = [self.devenv["PUBLISH"], "--url", self.broker["RABBITMQ_URL"], "--exchange", self.exchange,
                 "--count", str(count), "--id-prefix", prefix, "--start", str(start), "--dlx", self.dlx, "--quiet"]
         if declare:
             args += ["--declare-queue", self.queue]
@@ -452,7 +567,7 @@ class Case:
         path = os.path.join(self.workdir, f"raw-{uuid.uuid4().hex}")
         with open(path, "wb") as f:
             f.write(body)
-        args = [self.devenv["PUBLISH"], "--url", self.devenv["RABBITMQ_URL"], "--exchange", self.exchange,
+        args = [self.devenv["PUBLISH"], "--url", self.broker["RABBITMQ_URL"], "--exchange", self.exchange,
                 "--raw", path, "--routing-key", routing_key, "--content-type", content_type, "--quiet"]
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
         os.unlink(path)
@@ -467,7 +582,7 @@ class Case:
         return [line.split("|") for line in r.stdout.splitlines()]
 
     def queue_counts(self, queue=None):
-        return self.devenv.queue_counts(queue or self.queue)
+        return self.broker.queue_counts(queue or self.queue)
 
     @property
     def dead_queue(self):
@@ -477,7 +592,7 @@ class Case:
         """Every message of a queue (default: this test's dead-letter queue) with its headers, in
         order, left in the queue unless ack; see amqp-get.c. Each a dict with exchange,
         routing_key, redelivered, content_type, headers, body_len, body (bytes, at most body_max)."""
-        args = [amqp_get_bin(), "--url", self.devenv["RABBITMQ_URL"], "--queue", queue or self.dead_queue,
+        args = [amqp_get_bin(), "--url", self.broker["RABBITMQ_URL"], "--queue", queue or self.dead_queue,
                 "--body-max", str(body_max)]
         if ack:
             args.append("--ack")
@@ -580,8 +695,8 @@ class Case:
                 t.kill9()
         self.receiver.stop()
         try:
-            self.devenv.rabbitmqctl("delete_queue", self.queue)
-            self.devenv.rabbitmqctl("delete_queue", self.queue + ".dead")
+            self.broker.rabbitmqctl("delete_queue", self.queue)
+            self.broker.rabbitmqctl("delete_queue", self.queue + ".dead")
         except TestFailure:
             pass
 
