@@ -244,6 +244,32 @@ static size_t url_scheme_len(const char *s) {
         return startswith(s + n, "://") ? n + 3 : 0;
 }
 
+/* In an authority without userinfo (n bytes at a), "host:port", "[v6]:port" or a comma-separated
+ * list of those: the first byte after a ':' that is followed by something other than digits, or
+ * NULL when every port is digits. */
+static const char *bad_port(const char *a, size_t n) {
+        const char *end = a + n;
+
+        for (const char *h = a; h < end;) {
+                const char *item_end = memchr(h, ',', (size_t) (end - h)), *colon;
+
+                if (!item_end)
+                        item_end = end;
+                colon = h;
+                if (*h == '[') {
+                        const char *close = memchr(h, ']', (size_t) (item_end - h));
+                        colon = close ? close + 1 : item_end;
+                }
+                colon = memchr(colon, ':', (size_t) (item_end - colon));
+                if (colon)
+                        for (const char *p = colon + 1; p < item_end; p++)
+                                if (*p < '0' || *p > '9')
+                                        return colon + 1;
+                h = item_end + 1;
+        }
+        return NULL;
+}
+
 /* amqp:// and postgresql:// URLs never hold an '@' but in the userinfo, so the userinfo
  * ends at the last '@' before the query, even when a password holds an unescaped '/'
  * (which url_redact() would take for the start of the path). A password may also hold an
@@ -259,8 +285,15 @@ static char *userinfo_redact(const char *url, const char *authority) {
                         at = p;
         if (!at)
                 at = strrchr(authority, '@');
-        if (!at)
-                return strdup(url);
+        if (!at) {
+                const char *bad = bad_port(authority, strcspn(authority, "/?#"));
+
+                /* No '@', but "amqp://user:secret" (a list item cut at a ',' in the password, say):
+                 * what follows the ':' is no port, so it may be a password. */
+                if (bad && asprintf(&out, "%.*s***%s", (int) (bad - url), url, authority + strcspn(authority, "/?#")) < 0)
+                        return NULL;
+                return bad ? out : strdup(url);
+        }
         colon = memchr(authority, ':', (size_t) (at - authority));
         if (!colon)
                 return strdup(url);
@@ -306,12 +339,73 @@ static char *query_redact(char *url) {
         return out;
 }
 
+static char *url_redact_one(const char *url);
+
+/* The ',' that starts the next URL of a list ("amqp://a/,amqp://b/": RABBITMQ_URL), i.e. one
+ * followed by blanks and a "scheme://"; NULL when there is none. A ',' in a password or in
+ * libpq's host list is followed by no scheme. */
+static const char *next_list_item(const char *s) {
+        for (const char *p = strchr(s, ','); p; p = strchr(p + 1, ','))
+                if (url_scheme_len(p + 1 + strspn(p + 1, " \t")) > 0)
+                        return p;
+        return NULL;
+}
+
+/* Each URL of a list redacted on its own. NULL on ENOMEM; *ret_cut when an item but the last
+ * has no userinfo and a ':' followed by no port: its ',' is more likely part of a password
+ * than a separator. */
+static char *list_redact(const char *list, bool *ret_cut) {
+        _cleanup_free_ char *out = NULL;
+        size_t size = 0;
+        FILE *f;
+
+        *ret_cut = false;
+        f = open_memstream(&out, &size);
+        if (!f)
+                return NULL;
+        for (const char *item = list;;) {
+                const char *comma = next_list_item(item);
+                _cleanup_free_ char *one = comma ? strndup(item, (size_t) (comma - item)) : strdup(item);
+                _cleanup_free_ char *r = one ? url_redact_one(one) : NULL;
+                const char *authority = one ? one + url_scheme_len(one) : NULL;
+
+                if (!r) {
+                        (void) fclose(f);
+                        return NULL;
+                }
+                if (comma && !strchr(one, '@') && bad_port(authority, strcspn(authority, "/?#")))
+                        *ret_cut = true;
+                (void) fputs(r, f);
+                if (!comma)
+                        break;
+                item = comma + 1 + strspn(comma + 1, " \t");
+                (void) fprintf(f, "%.*s", (int) (item - comma), comma);
+        }
+        if (fclose(f) != 0)
+                return NULL;
+        return TAKE_PTR(out);
+}
+
 char *url_redact(const char *url) {
-        size_t l;
         char *r;
+        bool cut;
 
         if (!url)
                 return NULL;
+        if (url_scheme_len(url) == 0 || !next_list_item(url))
+                return url_redact_one(url);
+
+        r = list_redact(url, &cut);
+        if (!r || !cut)
+                return r;
+        /* Read as one URL, the password then ends at the last '@' and is hidden whole. */
+        free(r);
+        return url_redact_one(url);
+}
+
+static char *url_redact_one(const char *url) {
+        size_t l;
+        char *r;
 
         l = url_scheme_len(url);
         if (l == 0) {

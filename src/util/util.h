@@ -121,9 +121,10 @@ int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_si
 char *strstrip(char *s);
 
 /* A copy of a URL or libpq conninfo string fit for logs and messages: the password of the
- * userinfo, of a "password=" query parameter or conninfo keyword is "***". Also covers
- * strings that are no valid URL, so that an error message never echoes a password.
- * NULL on ENOMEM (or when url is NULL). */
+ * userinfo, of a "password=" query parameter or conninfo keyword is "***". A list of URLs
+ * separated by ',' (RABBITMQ_URL) has each URL redacted. Also covers strings that are no valid
+ * URL, so that an error message never echoes a password: what follows a ':' in a URL without
+ * userinfo is hidden unless it is a port. NULL on ENOMEM (or when url is NULL). */
 char *url_redact(const char *url);
 
 /* Whether s is a libpq "keyword = value ..." conninfo string (and not a URL). */

@@ -1055,6 +1055,18 @@ Test(config, url_redact) {
                 { "password=pw host=h", "password=*** host=h" },
                 { " host = h  PASSWORD = 'a b\\' c'  port=1 ", " host = h  PASSWORD = ***  port=1 " },
                 { "host=h password='open", "host=h password=***" },
+                /* Lists (RABBITMQ_URL): every URL on its own. */
+                { "amqp://a:pw1@h1/,amqp://b:pw2@h2:5673/v", "amqp://a:***@h1/,amqp://b:***@h2:5673/v" },
+                { "amqps://a:pw1@h1/ , amqps://h2/,amqps://c:pw3@[::1]:5671/",
+                  "amqps://a:***@h1/ , amqps://h2/,amqps://c:***@[::1]:5671/" },
+                /* A ',' in a password is no separator: the whole password hidden. */
+                { "amqp://u:pa,ss@h/", "amqp://u:***@h/" },
+                { "amqp://u:x,amqp://y@h/", "amqp://u:***@h/" },
+                /* No userinfo, but a ':' followed by no port: maybe a password. */
+                { "amqp://u:secret", "amqp://u:***" },
+                { "amqp://u:secret/v", "amqp://u:***/v" },
+                { "amqp://h:5672,h2:x", "amqp://h:5672,h2:***" },
+                { "postgresql://h1:5432,[::1]:5433/db", "postgresql://h1:5432,[::1]:5433/db" },
                 /* No URL at all, but maybe a password before the '@'. */
                 { "amqp//u:pw@h/", "***@h/" },
                 { "plain", "plain" },
