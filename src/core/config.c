@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <strings.h>
 
+#include "core/broker-url.h"
 #include "core/config.h"
 #include "core/log-level.h"
 
@@ -430,7 +431,8 @@ static const char *check_host_port(const char *h, size_t n) {
 static const char *url_accepted(SettingKind kind) {
         switch (kind) {
         case KIND_URL_AMQP:
-                return "amqp://[user:password@]host[:port][/vhost] or amqps://...";
+                return "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by "
+                       "commas, all amqp:// or all amqps://";
         case KIND_URL_POSTGRES:
                 return "postgresql://[user[:password]@]host[:port][,...][/dbname][?param=value...], "
                        "postgres://..., or a key=value conninfo string";
@@ -447,19 +449,12 @@ static bool percent_encoding_is_valid(const char *s) {
         return true;
 }
 
-/* NULL when v is a URL of the kind, else what is wrong with it. */
+/* NULL when v is a URL of the kind (postgresql:// or http(s)://), else what is wrong with it. */
 static const char *check_url(SettingKind kind, const char *v) {
         const char *authority, *hosts;
         size_t n;
 
         switch (kind) {
-        case KIND_URL_AMQP:
-                authority = startswith(v, "amqp://");
-                if (!authority)
-                        authority = startswith(v, "amqps://");
-                if (!authority)
-                        return "not an amqp:// or amqps:// URL";
-                break;
         case KIND_URL_POSTGRES:
                 authority = startswith(v, "postgresql://");
                 if (!authority)
@@ -513,6 +508,32 @@ static const char *check_url(SettingKind kind, const char *v) {
                 }
         }
         return check_host_port(hosts, n);
+}
+
+/* RABBITMQ_URL: checked by the parser the consumer connects with, so that what passes here also
+ * connects. In a list, the bad item is named by its position and its text, redacted. */
+static int check_broker_urls(LoadContext *ctx, SettingId id, const char *value) {
+        _cleanup_(broker_url_list_done) BrokerUrlList list = { 0 };
+        _cleanup_free_ char *item = NULL, *shown = NULL;
+        char buf[ECHO_MAX * 4 + 8];
+        const char *problem = NULL;
+        size_t index = 0;
+        int r;
+
+        r = broker_url_list_parse(value, &list, &index, &problem);
+        if (r == -ENOMEM)
+                return oom(ctx);
+        if (r >= 0)
+                return 0;
+
+        if (!strchr(value, ','))
+                return value_error(ctx, id, value, "%s (accepted: %s)", strempty(problem),
+                                   url_accepted(KIND_URL_AMQP));
+        item = broker_url_list_item(value, index);
+        shown = item ? url_redact(item) : NULL;
+        return value_error(ctx, id, value, "item %zu (%s): %s (accepted: %s)", index + 1,
+                           shown ? echo(shown, buf, sizeof(buf)) : "?", strempty(problem),
+                           url_accepted(KIND_URL_AMQP));
 }
 
 static const char *setting_default(const LoadContext *ctx, SettingId id) {
@@ -581,6 +602,11 @@ static int apply_setting(LoadContext *ctx, SettingId id, const char *value) {
                 return set_string(ctx, id, value);
 
         case KIND_URL_AMQP:
+                r = check_broker_urls(ctx, id, value);
+                if (r < 0)
+                        return r;
+                return set_string(ctx, id, value);
+
         case KIND_URL_POSTGRES:
         case KIND_URL_HTTP:
                 problem = check_url(s->kind, value);

@@ -54,6 +54,27 @@ def body(case):
         check(r.returncode == 78 and name in r.stderr, f"{name} with a mis-encoded password: exit 78")
         check(pw not in r.stdout + r.stderr, f"... and its line does not show the password: {r.stderr.strip()}")
 
+    # RABBITMQ_URL lists (DESIGN §10): a bad item is named by its position and text, its password not
+    # shown; and the daemon refuses to start with it instead of retrying "cannot parse" for ever.
+    for url, needle in (("amqp://u:pw1@h1/,amqp://u:pw2@h2:99999/", "item 2 (amqp://u:***@h2:99999/)"),
+                        ("amqp://u:pw1@h1/,amqps://u:pw2@h2/", "item 2 (amqps://u:***@h2/): amqp:// and amqps:// mixed"),
+                        ("amqp://u:pw1@h1/,,amqp://h3/", "item 2 (): an empty item"),
+                        ("amqp://u:pw1@h1/,", "item 2 (): an empty item"),
+                        ("amqp://u:pw1@h1/, nope", "item 2 (nope): not an amqp:// or amqps:// URL"),
+                        ("amqp://u:pw1@h1/a/b,amqp://h2/", "item 1 (amqp://u:***@h1/a/b)"),
+                        ("amqp://u:pw,1@h1/", "item 1 (amqp://u:***): a ',' in the user name or password")):
+        for args in ((), ("--check-config",)):
+            r = run({"TRANSMITTER_RABBITMQ_URL": url}, *args)
+            lines = [l for l in r.stderr.splitlines() if l.strip()]
+            check(r.returncode == 78, f"RABBITMQ_URL={url} {' '.join(args)}: exit status 78 (got {r.returncode})")
+            check(len(lines) == 1 and "TRANSMITTER_RABBITMQ_URL=" in lines[0] and needle in lines[0],
+                  f"one line naming {needle}: {lines}")
+            check("pw1" not in r.stderr and "pw2" not in r.stderr and "pw,1" not in r.stderr,
+                  "... without a password")
+    r = run({"TRANSMITTER_RABBITMQ_URL": "amqp://u:pw1@h1:5672/,amqp://u:pw2@[::1]:5673/prod"}, "--check-config")
+    check(r.returncode == 0 and "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h1:5672/,amqp://u:***@[::1]:5673/prod\n"
+          in r.stdout, f"a good list passes and is shown redacted: {r.stderr.strip()}")
+
     # A bad value in the environment stops a starting daemon the same way, without a secret in its line.
     r = run({"TRANSMITTER_AUTH_TOKEN": secret, "TRANSMITTER_COMPRESSION_LEVEL": "11"})
     check(r.returncode == 78, "the daemon exits 78 on a bad value")

@@ -421,25 +421,66 @@ static const struct {
         { "SERVER_PORT", "80x", "TRANSMITTER_SERVER_PORT=80x: not a number (accepted: 1-65535)" },
         { "RABBITMQ_URL", "http://h/",
           "TRANSMITTER_RABBITMQ_URL=http://h/: not an amqp:// or amqps:// URL (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
         { "RABBITMQ_URL", "amqp://u:pw@:5672/",
-          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@:5672/: no host in the URL (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@:5672/: no host (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
         { "RABBITMQ_URL", "amqps://u:pw@h:99999/",
-          "TRANSMITTER_RABBITMQ_URL=amqps://u:***@h:99999/: bad port in the URL (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
-        /* A password with an unescaped '#' or '?': the hint, and the password not shown. */
+          "TRANSMITTER_RABBITMQ_URL=amqps://u:***@h:99999/: a port that is not 1-65535 (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        /* A password with an unescaped '#', '?', '@' or '/': the hint, and the password not shown. */
         { "RABBITMQ_URL", "amqp://u:se#cret@h/",
-          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: the user name or password holds a '/', '?' or '#', "
-          "write them as %2F, %3F, %23 (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: a '?' or '#' in the URL (no query is read; in a "
+          "password write them as %3F, %23) (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://u:p@ss@h/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: an '@' in the user name or password, write it as %40 "
+          "(accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://u:pa/ss@h/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: a '/' in the user name or password or an '@' in the "
+          "vhost, write them as %2F, %40 (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
         { "RABBITMQ_URL", "amqp://u:pa%zzss@h/",
           "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: a '%' not followed by two hex digits, write a '%' "
           "itself as %25 (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        /* What rabbitmq-c refuses: a query, a second '/' or a ':' in the vhost. */
+        { "RABBITMQ_URL", "amqp://h/?heartbeat=5",
+          "TRANSMITTER_RABBITMQ_URL=amqp://h/?heartbeat=5: a '?' or '#' in the URL (no query is read; in a "
+          "password write them as %3F, %23) (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://h/a/b",
+          "TRANSMITTER_RABBITMQ_URL=amqp://h/a/b: a '/', ':' or '@' in the vhost, write them as %2F, %3A, "
+          "%40 (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
         { "RABBITMQ_URL", "",
-          "TRANSMITTER_RABBITMQ_URL=: not an amqp:// or amqps:// URL (accepted: "
-          "amqp://[user:password@]host[:port][/vhost] or amqps://...)" },
+          "TRANSMITTER_RABBITMQ_URL=: empty (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        /* Lists: the bad item named by position and text, redacted. */
+        { "RABBITMQ_URL", "amqp://a:pw1@h1/,amqps://b:pw2@h2/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://a:***@h1/,amqps://b:***@h2/: item 2 (amqps://b:***@h2/): "
+          "amqp:// and amqps:// mixed (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://a:pw1@h1/,,amqp://h3/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://a:***@h1/,,amqp://h3/: item 2 (): an empty item (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://h1/,",
+          "TRANSMITTER_RABBITMQ_URL=amqp://h1/,: item 2 (): an empty item (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://a:pw1@h1/, amqp://b:pw2@h2:0/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://a:***@h1/, amqp://b:***@h2:0/: item 2 (amqp://b:***@h2:0/): a "
+          "port that is not 1-65535 (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        { "RABBITMQ_URL", "amqp://a:pw1@h1/,nope",
+          "TRANSMITTER_RABBITMQ_URL=amqp://a:***@h1/,nope: item 2 (nope): not an amqp:// or amqps:// URL "
+          "(accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
+        /* A ',' in a password: named, and no part of the password shown. */
+        { "RABBITMQ_URL", "amqp://u:pa,ss@h/",
+          "TRANSMITTER_RABBITMQ_URL=amqp://u:***@h/: item 1 (amqp://u:***): a ',' in the user name or "
+          "password, write it as %2C (accepted: "
+          "amqp://[user[:password]@]host[:port][/vhost] or amqps://..., several separated by commas, all amqp:// or all amqps://)" },
         { "RABBITMQ_EXCHANGE", "",
           "TRANSMITTER_RABBITMQ_EXCHANGE=: must not be empty (accepted: 1-255 bytes)" },
         { "RABBITMQ_QUEUE", "", "TRANSMITTER_RABBITMQ_QUEUE=: must not be empty (accepted: 1-255 bytes)" },
@@ -608,7 +649,10 @@ Test(config, good_values) {
                 { "RABBITMQ_URL", "amqps://user:p%40ss@broker.example:5671/vhost" },
                 { "RABBITMQ_URL", "amqp://[::1]:5672" },
                 { "RABBITMQ_URL", "amqp://h" },
-                { "RABBITMQ_URL", "amqp://u:p@ss@h/" },
+                { "RABBITMQ_URL", "amqp://u:p%40ss@h/" },
+                { "RABBITMQ_URL", "amqp://u:pw@h1:5672/,amqp://u:pw@h2:5673/" },
+                { "RABBITMQ_URL", "amqps://a:1@h1/prod , amqps://b:2@[::1]/prod" },
+                { "RABBITMQ_URL", "amqp://u:p%2Css@h/v%2Fx" },
                 { "RABBITMQ_PREFETCH", "65535" },
                 { "RABBITMQ_HEARTBEAT_S", "0" },
                 { "DATABASE_URL", "postgres://h/db" },
