@@ -15,6 +15,7 @@
 
 #include "amqp/headers.h"
 #include "amqp/session.h"
+#include "core/broker-url.h"
 #include "version.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
@@ -262,34 +263,29 @@ static void session_close(Session *s) {
 }
 
 static int session_open(Session *s, char *error, size_t size) {
-        struct amqp_connection_info info;
-        _cleanup_free_ char *url = NULL;
+        _cleanup_(broker_url_list_done) BrokerUrlList urls = { 0 };
+        const BrokerUrl *url;
         amqp_socket_t *socket;
         struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
         amqp_rpc_reply_t reply;
         char connection_name[300];
         amqp_table_entry_t capabilities[2], properties[4];
         amqp_basic_consume_ok_t *consume_ok;
-        int status;
+        int status, r;
 
-        url = strdup(s->url);
-        if (!url)
-                return -ENOMEM;
-        amqp_default_connection_info(&info);
-        if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
+        /* The parser the configuration checked the list with; its first URL for now. */
+        r = broker_url_list_parse(s->url, &urls, NULL, NULL);
+        if (r < 0) {
                 snprintf(error, size, "cannot parse RABBITMQ_URL");
-                return -EINVAL;
+                return r;
         }
-        /* "amqp://host/" names the empty vhost by the letter of the AMQP URI spec, but every
-         * operator (and the Python service's default URL) means the default vhost "/". */
-        if (isempty(info.vhost))
-                info.vhost = (char *) "/";
+        url = &urls.urls[0];
 
         s->conn = amqp_new_connection();
         if (!s->conn)
                 return -ENOMEM;
 
-        if (info.ssl) {
+        if (url->tls) {
                 socket = amqp_ssl_socket_new(s->conn);
                 if (!socket) {
                         snprintf(error, size, "cannot create TLS socket");
@@ -310,9 +306,9 @@ static int session_open(Session *s, char *error, size_t size) {
         (void) amqp_set_handshake_timeout(s->conn, &tv);
         (void) amqp_set_rpc_timeout(s->conn, &tv);
 
-        status = amqp_socket_open_noblock(socket, info.host, info.port, &tv);
+        status = amqp_socket_open_noblock(socket, url->host, url->port, &tv);
         if (status != AMQP_STATUS_OK) {
-                snprintf(error, size, "connect to %s:%d: %s", info.host, info.port, amqp_error_string2(status));
+                snprintf(error, size, "connect to %s:%d: %s", url->host, url->port, amqp_error_string2(status));
                 return -ECONNREFUSED;
         }
         pthread_mutex_lock(&s->lock);
@@ -347,9 +343,9 @@ static int session_open(Session *s, char *error, size_t size) {
                 .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(TRANSMITTER_VERSION) },
         };
 
-        reply = amqp_login_with_properties(s->conn, info.vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
+        reply = amqp_login_with_properties(s->conn, url->vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
                                            &(amqp_table_t) { .num_entries = 4, .entries = properties },
-                                           AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+                                           AMQP_SASL_METHOD_PLAIN, url->user, url->password);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
                 format_reply(reply, "login", error, size);
                 return -EACCES;
