@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "core/pg-targets.h"
 #include "os/log.h"
@@ -57,6 +58,7 @@ struct Ledger {
         LedgerState state;
         sd_event_source *io;
         int io_fd;
+        ino_t io_inode;          /* of the socket io watches: libpq reuses numbers (update_io()) */
         sd_event_source *timer; /* connect timeout, reconnect and retry backoff */
         sd_event_source *flush; /* starts a round once the current iteration appended its records */
         usec_t backoff;
@@ -345,17 +347,30 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
 
 static int update_io(Ledger *l, uint32_t events) {
         int fd = PQsocket(l->conn), r;
+        struct stat st = { 0 };
 
-        /* libpq may switch sockets between PQconnectPoll calls (several hosts, SSL retry). */
         if (l->io && fd != l->io_fd)
                 l->io = sd_event_source_disable_unref(l->io);
         if (fd < 0)
                 return -EBADF;
+        /* While connecting, libpq closes its socket and opens another whenever it moves on to the
+         * next address or host (or retries without SSL). The new socket mostly gets the old one's
+         * number, but epoll forgot the old one when it was closed: with the same number and the same
+         * events, the source would watch nothing and the attempt would hang until its timeout, on
+         * every attempt (issue 12: a killed primary before its promoted standby). The inode tells
+         * the two sockets apart. */
+        if (l->state == LEDGER_CONNECTING) {
+                if (fstat(fd, &st) < 0)
+                        return negative_errno();
+                if (l->io && st.st_ino != l->io_inode)
+                        l->io = sd_event_source_disable_unref(l->io);
+        }
         if (!l->io) {
                 r = sd_event_add_io(l->event, &l->io, fd, events, on_io, l);
                 if (r < 0)
                         return r;
                 l->io_fd = fd;
+                l->io_inode = st.st_ino;
                 (void) sd_event_source_set_description(l->io, "pq-io");
                 return 0;
         }
