@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "core/pg-targets.h"
@@ -59,7 +60,8 @@ struct Ledger {
         sd_event_source *io;
         int io_fd;
         ino_t io_inode;          /* of the socket io watches: libpq reuses numbers (update_io()) */
-        sd_event_source *timer; /* connect timeout, reconnect and retry backoff */
+        unsigned hosts_timed_out; /* addresses given up on in this attempt (on_timer()) */
+        sd_event_source *timer; /* connect timeout (per address), reconnect and retry backoff */
         sd_event_source *flush; /* starts a round once the current iteration appended its records */
         usec_t backoff;
         uint64_t reconnects;
@@ -195,6 +197,19 @@ static void on_connected(Ledger *l) {
         ledger_schedule(l);
 }
 
+static void connect_failed(Ledger *l) {
+        char why[600];
+
+        if (l->hosts_timed_out == 0) {
+                connection_lost(l, pq_error(l->conn));
+                return;
+        }
+        /* libpq saw the sockets we shut down as reset: say why they were. */
+        snprintf(why, sizeof why, "%s (gave up on %u address(es) after %" PRIu64 " s each)", pq_error(l->conn),
+                 l->hosts_timed_out, l->connect_timeout / USEC_PER_SEC);
+        connection_lost(l, why);
+}
+
 static void connect_poll(Ledger *l) {
         PostgresPollingStatusType st = PQconnectPoll(l->conn);
 
@@ -209,7 +224,7 @@ static void connect_poll(Ledger *l) {
                 on_connected(l);
                 break;
         default:
-                connection_lost(l, pq_error(l->conn));
+                connect_failed(l);
                 break;
         }
 }
@@ -372,6 +387,10 @@ static int update_io(Ledger *l, uint32_t events) {
                 l->io_fd = fd;
                 l->io_inode = st.st_ino;
                 (void) sd_event_source_set_description(l->io, "pq-io");
+                /* Each address gets the whole connect timeout, as libpq's connect_timeout gives
+                 * each host: the timer no longer covers the attempt as a whole (on_timer()). */
+                if (l->state == LEDGER_CONNECTING)
+                        arm_timer(l, l->connect_timeout);
                 return 0;
         }
         return sd_event_source_set_io_events(l->io, events);
@@ -589,7 +608,9 @@ static int ledger_connect(Ledger *l) {
         int r;
 
         l->state = LEDGER_CONNECTING;
-        /* libpq's connect_timeout does not apply to PQconnectPoll: bound the attempt ourselves. */
+        l->hosts_timed_out = 0;
+        /* libpq's connect_timeout does not apply to PQconnectPoll: bound the host name lookup here,
+         * and each address tried once there is a socket (update_io()). */
         arm_timer(l, l->connect_timeout);
         r = lookup_start(l);
         if (r < 0) {
@@ -605,9 +626,22 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Ledger *l = userdata;
 
         switch (l->state) {
-        case LEDGER_CONNECTING:
+        case LEDGER_CONNECTING: {
+                int fd = l->conn ? PQsocket(l->conn) : -EBADF;
+
+                /* Still no TCP connection: a host that is down (a primary whose machine died) drops
+                 * our SYNs rather than refusing them, and the whole attempt would end here before
+                 * libpq ever tried the standby. A connect in progress fails at once when its socket
+                 * is shut down, and libpq moves on to the next address by itself, as its
+                 * connect_timeout makes it do in a blocking PQconnectdb(). */
+                if (fd >= 0 && PQstatus(l->conn) == CONNECTION_STARTED && shutdown(fd, SHUT_RDWR) >= 0) {
+                        l->hosts_timed_out++;
+                        connect_poll(l);
+                        break;
+                }
                 connection_lost(l, "connect timed out");
                 break;
+        }
         case LEDGER_DISCONNECTED:
                 (void) ledger_connect(l);
                 break;

@@ -11,10 +11,16 @@ receiver took; --migrate must find the new primary.
 What it caught: libpq, moving on from the dead primary to the standby, closes one socket and
 opens the next, which gets the same descriptor number; the ledger kept watching "the same" fd,
 which epoll had dropped with the old socket, so every attempt hung until "connect timed out",
-for ever (reported: unready for minutes while psql connected at once)."""
+for ever (reported: unready for minutes while psql connected at once).
+
+Then a host that drops SYNs (a machine that is gone, no RST): a third daemon whose URL names such
+a host first must still reach the new primary, one CONNECT_TIMEOUT_S later: libpq's own
+connect_timeout does not apply to PQconnectPoll, and the ledger's timer used to end the whole
+attempt on the first host."""
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -25,6 +31,29 @@ from harness import TRANSMITTER_BIN, PostgresHA, Sampler, check, log
 
 N = 10_000
 RATE = 800
+
+
+class Blackhole:
+    """A TCP port whose SYNs are dropped: a listener that never accepts, its backlog (listen(0):
+    one connection) filled, so that the kernel ignores the next SYN, as a host that is down does."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fill = []
+        for _ in range(2):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", self.port))
+            self.fill.append(s)
+        time.sleep(0.2)
+
+    def close(self):
+        for s in self.fill:
+            s.close()
+        self.listener.close()
 
 
 def ready_after(since, samples):
@@ -101,6 +130,30 @@ def body(case, pg):
 
     for t in (a, b):
         check(t.stop() == 0, "stops cleanly")
+
+    # A first host that drops SYNs: one CONNECT_TIMEOUT_S on it, then the new primary.
+    hole = Blackhole()
+    try:
+        c = case.another_transmitter(
+            "blackhole", CONNECT_TIMEOUT_S=2,
+            DATABASE_URL=f"postgresql://discovery:discovery@127.0.0.1:{hole.port},127.0.0.1:{p2}/"
+                         f"{case.database}?target_session_attrs=read-write")
+        more = case.publish(200, prefix="bh")
+        t0 = time.monotonic()
+        c.start()
+        c.wait_ready(20)
+        took = time.monotonic() - t0
+        log(f"FIGURE database failover: a first host that drops SYNs cost {took:.1f} s (CONNECT_TIMEOUT_S=2; "
+            f"--migrate at start and the ledger each spend it once)")
+        check(took < 10, "ready past a host that drops SYNs")
+        case.wait_delivered(more, timeout=60)
+        case.wait_settled(30)
+        rows = {r["id"]: r["status"] for r in case.rows("id, status")}
+        check(all(rows.get(b["batch_id"]) == "sent" for b in case.receiver.batches()),
+              "its 200 events delivered, acked, and a 'sent' row for each of its batches")
+        check(c.stop() == 0, "stops cleanly")
+    finally:
+        hole.close()
 
 
 def main():
