@@ -102,3 +102,49 @@ int pg_targets_expand(char *const *hosts, size_t n_hosts, const char *port, char
         *ret_port = TAKE_PTR(ports);
         return 0;
 }
+
+static size_t list_count(const char *list) {
+        size_t n = 1;
+
+        for (const char *p = list; *p; p++)
+                n += *p == ',';
+        return n;
+}
+
+/* The entries of list from skip on, or NULL for a NULL list. */
+static int list_tail(const char *list, size_t skip, char **ret) {
+        const char *p = list;
+
+        if (!list) {
+                *ret = NULL;
+                return 0;
+        }
+        for (size_t i = 0; i < skip; i++) {
+                p = strchr(p, ',');
+                if (!p)
+                        return -ENOENT;
+                p++;
+        }
+        *ret = strdup(p);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int pg_targets_skip(const char *host, const char *hostaddr, const char *port, size_t skip, char **ret_host,
+                    char **ret_hostaddr, char **ret_port) {
+        _cleanup_free_ char *h = NULL, *a = NULL, *p = NULL;
+        size_t n_host = host ? list_count(host) : 0, n_addr = hostaddr ? list_count(hostaddr) : 0;
+        size_t n = MAX(n_host, n_addr), n_port = port ? list_count(port) : 0;
+        int r;
+
+        if ((n_host > 0 && n_addr > 0 && n_host != n_addr) || (n_port > 1 && n_port != n))
+                return -EINVAL;
+        if (skip >= n)
+                return -ENOENT;
+        if ((r = list_tail(host, skip, &h)) < 0 || (r = list_tail(hostaddr, skip, &a)) < 0 ||
+            (r = list_tail(port, n_port > 1 ? skip : 0, &p)) < 0)
+                return r;
+        *ret_host = TAKE_PTR(h);
+        *ret_hostaddr = TAKE_PTR(a);
+        *ret_port = TAKE_PTR(p);
+        return 0;
+}

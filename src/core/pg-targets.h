@@ -25,3 +25,11 @@ void pg_list_free(char **list);
  * -ENOENT when no host is left, -EINVAL when the port list matches neither 1 nor every host. */
 int pg_targets_expand(char *const *hosts, size_t n_hosts, const char *port, char *const *const *addresses,
                       const size_t *n_addresses, char **ret_host, char **ret_hostaddr, char **ret_port);
+
+/* The host, hostaddr and port lists (each may be NULL) without their first skip entries: a
+ * connection attempt that gave up on entry skip - 1 goes on with the rest, as libpq's own
+ * connect_timeout makes a blocking connect do. An entry is one host or hostaddr (both lists, when
+ * both are given, have as many); a single port applies to every entry and is kept. A NULL list
+ * stays NULL. -ENOENT when no entry is left, -EINVAL when the lists do not pair up. */
+int pg_targets_skip(const char *host, const char *hostaddr, const char *port, size_t skip, char **ret_host,
+                    char **ret_hostaddr, char **ret_port);

@@ -87,3 +87,52 @@ Test(pg_targets, expand) {
                 pg_list_free(hosts);
         }
 }
+
+Test(pg_targets, skip) {
+        static const struct {
+                const char *host, *hostaddr, *port;
+                size_t skip;
+                int r;
+                const char *ret_host, *ret_hostaddr, *ret_port;
+        } cases[] = {
+                /* Nothing skipped: the lists as they are. */
+                { "a,b", NULL, "1,2", 0, 0, "a,b", NULL, "1,2" },
+                /* Per-host ports follow their host; a single port is everybody's. */
+                { "a,b,c", NULL, "1,2,3", 1, 0, "b,c", NULL, "2,3" },
+                { "a,b,c", NULL, "5432", 2, 0, "c", NULL, "5432" },
+                { "a,b", NULL, NULL, 1, 0, "b", NULL, NULL },
+                /* pg-targets' expansion: a name per address, hostaddr alongside. */
+                { "db,db,sb", "10.0.0.1,fd00::1,10.0.0.2", "1,1,2", 2, 0, "sb", "10.0.0.2", "2" },
+                /* Addresses only, and an empty hostaddr entry (libpq uses the host). */
+                { NULL, "10.0.0.1,10.0.0.2", "1", 1, 0, NULL, "10.0.0.2", "1" },
+                { "a,b", ",", "1,2", 1, 0, "b", "", "2" },
+                /* Nothing left. */
+                { "a,b", NULL, "1,2", 2, -ENOENT, NULL, NULL, NULL },
+                { "", NULL, NULL, 1, -ENOENT, NULL, NULL, NULL },
+                { NULL, NULL, NULL, 0, -ENOENT, NULL, NULL, NULL },
+                /* Lists that do not pair up: libpq refuses them too. */
+                { "a,b", "10.0.0.1", NULL, 1, -EINVAL, NULL, NULL, NULL },
+                { "a,b,c", NULL, "1,2", 1, -EINVAL, NULL, NULL, NULL },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *host = NULL, *hostaddr = NULL, *port = NULL;
+                int r = pg_targets_skip(cases[i].host, cases[i].hostaddr, cases[i].port, cases[i].skip, &host,
+                                        &hostaddr, &port);
+
+                cr_expect_eq(r, cases[i].r, "case %zu: %d", i, r);
+                if (r < 0)
+                        continue;
+#define EXPECT_LIST(got, want)                                                   \
+        do {                                                                     \
+                if (want)                                                        \
+                        cr_expect_str_eq(got, want, "case %zu", i);              \
+                else                                                             \
+                        cr_expect_null(got, "case %zu", i);                      \
+        } while (0)
+                EXPECT_LIST(host, cases[i].ret_host);
+                EXPECT_LIST(hostaddr, cases[i].ret_hostaddr);
+                EXPECT_LIST(port, cases[i].ret_port);
+#undef EXPECT_LIST
+        }
+}
