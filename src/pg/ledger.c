@@ -61,6 +61,12 @@ struct Ledger {
         int io_fd;
         ino_t io_inode;          /* of the socket io watches: libpq reuses numbers (update_io()) */
         unsigned hosts_timed_out; /* addresses given up on in this attempt (on_timer()) */
+        /* This attempt's host, hostaddr and port lists (NULL: none given), how many entries the
+         * current PGconn left out at their start, and how many sockets it opened, i.e. entries it
+         * tried: a host that takes the connection but never answers is skipped by starting over
+         * after it (on_timer()). */
+        char *try_host, *try_hostaddr, *try_port;
+        size_t try_skip, try_sockets;
         sd_event_source *timer; /* connect timeout (per address), reconnect and retry backoff */
         sd_event_source *flush; /* starts a round once the current iteration appended its records */
         usec_t backoff;
@@ -188,6 +194,11 @@ static void on_connected(Ledger *l) {
                 return;
         }
         (void) PQsetNoticeProcessor(l->conn, notice_processor, NULL);
+        if (l->hosts_timed_out > 0)
+                log_warning("Connected to PostgreSQL at %s port %s after giving up on %u address(es) that did "
+                            "not answer within %" PRIu64 " s",
+                            strempty(PQhost(l->conn)), strempty(PQport(l->conn)), l->hosts_timed_out,
+                            l->connect_timeout / USEC_PER_SEC);
         l->backoff = RECONNECT_BACKOFF_MIN;
         l->ever_connected = true;
         (void) sd_event_source_set_enabled(l->timer, SD_EVENT_OFF);
@@ -389,8 +400,10 @@ static int update_io(Ledger *l, uint32_t events) {
                 (void) sd_event_source_set_description(l->io, "pq-io");
                 /* Each address gets the whole connect timeout, as libpq's connect_timeout gives
                  * each host: the timer no longer covers the attempt as a whole (on_timer()). */
-                if (l->state == LEDGER_CONNECTING)
+                if (l->state == LEDGER_CONNECTING) {
+                        l->try_sockets++;
                         arm_timer(l, l->connect_timeout);
+                }
                 return 0;
         }
         return sd_event_source_set_io_events(l->io, events);
@@ -495,15 +508,34 @@ static void ledger_schedule(Ledger *l) {
                 (void) sd_event_source_set_enabled(l->flush, SD_EVENT_ONESHOT);
 }
 
-/* host, hostaddr, port: NULL leaves them to the URL. */
-static int connect_start(Ledger *l, const char *host, const char *hostaddr, const char *port) {
+static void try_lists_free(Ledger *l) {
+        l->try_host = mfree(l->try_host);
+        l->try_hostaddr = mfree(l->try_hostaddr);
+        l->try_port = mfree(l->try_port);
+        l->try_skip = l->try_sockets = 0;
+}
+
+/* A PGconn for this attempt's lists without their first try_skip entries. -ENOENT when none is
+ * left. */
+static int connect_from(Ledger *l) {
         /* After dbname, so that they win over the URL's. */
         static const char *const keys[] = {
                 "dbname", "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
                 "keepalives_count", "host", "hostaddr", "port", NULL,
         };
-        const char *values[] = { l->url, "transmitter", "1", "10", "5", "3", host, hostaddr, port, NULL };
+        const char *values[] = { l->url, "transmitter", "1", "10", "5", "3", NULL, NULL, NULL, NULL };
+        _cleanup_free_ char *host = NULL, *hostaddr = NULL, *port = NULL;
+        int r;
 
+        r = pg_targets_skip(l->try_host, l->try_hostaddr, l->try_port, l->try_skip, &host, &hostaddr, &port);
+        if (r == -ENOMEM || (r == -ENOENT && l->try_skip > 0))
+                return r;
+        /* Otherwise (lists that do not pair up, or none at all) libpq reads the URL and says best
+         * what is wrong with it. */
+        values[6] = host;
+        values[7] = hostaddr;
+        values[8] = port;
+        l->try_sockets = 0;
         l->conn = PQconnectStartParams(keys, values, 1);
         if (!l->conn)
                 return -ENOMEM;
@@ -515,6 +547,33 @@ static int connect_start(Ledger *l, const char *host, const char *hostaddr, cons
         if (update_io(l, EPOLLOUT) < 0)
                 connection_lost(l, "no socket");
         return 0;
+}
+
+/* host, hostaddr, port: the lists to connect to; all NULL: the URL's. */
+static int connect_start(Ledger *l, const char *host, const char *hostaddr, const char *port) {
+        int r;
+
+        try_lists_free(l);
+        if (!host && !hostaddr && !port) {
+                PQconninfoOption *options = PQconninfoParse(l->url, NULL);
+
+                for (const PQconninfoOption *o = options; o && o->keyword; o++)
+                        if (!isempty(o->val) && streq(o->keyword, "host"))
+                                host = l->try_host = strdup(o->val);
+                        else if (!isempty(o->val) && streq(o->keyword, "hostaddr"))
+                                hostaddr = l->try_hostaddr = strdup(o->val);
+                        else if (!isempty(o->val) && streq(o->keyword, "port"))
+                                port = l->try_port = strdup(o->val);
+                PQconninfoFree(options);
+        } else {
+                l->try_host = host ? strdup(host) : NULL;
+                l->try_hostaddr = hostaddr ? strdup(hostaddr) : NULL;
+                l->try_port = port ? strdup(port) : NULL;
+        }
+        if ((host && !l->try_host) || (hostaddr && !l->try_hostaddr) || (port && !l->try_port))
+                return -ENOMEM;
+        r = connect_from(l);
+        return r == -ENOENT ? 0 : r;
 }
 
 /* The lookup's answers as pg_targets_expand() takes them; -ENOENT naming the first host nothing
@@ -622,26 +681,52 @@ static int ledger_connect(Ledger *l) {
         return connect_start(l, NULL, NULL, NULL);
 }
 
+/* This address took its connect timeout. libpq's connect_timeout does not apply to
+ * PQconnectPoll(); in a blocking PQconnectdb() it makes libpq give up on the address and try the
+ * next, and so does this: else a first host that is gone or frozen would end every attempt before
+ * the standby listed after it (the new primary) was ever tried. */
+static void connect_timed_out(Ledger *l) {
+        int fd = l->conn ? PQsocket(l->conn) : -EBADF, r;
+
+        if (fd < 0) {
+                connection_lost(l, "connect timed out"); /* the host name lookup */
+                return;
+        }
+        /* Said once the attempt ends (on_connected(), connect_failed()): while every host is away
+         * this would repeat at each attempt. */
+        log_debug("Gave up on PostgreSQL at %s port %s after %" PRIu64 " s", strempty(PQhost(l->conn)),
+                  strempty(PQport(l->conn)), l->connect_timeout / USEC_PER_SEC);
+        l->hosts_timed_out++;
+
+        /* Still no TCP connection (a host that is down drops our SYNs rather than refusing them):
+         * a connect in progress fails at once when its socket is shut down, and libpq moves on to
+         * the next address by itself. */
+        if (PQstatus(l->conn) == CONNECTION_STARTED && shutdown(fd, SHUT_RDWR) >= 0) {
+                connect_poll(l);
+                return;
+        }
+
+        /* Connected, but no answer (a frozen server): libpq would fail the whole attempt on it, so
+         * start over after the entries this PGconn has tried. */
+        l->io = sd_event_source_disable_unref(l->io);
+        l->io_fd = -EBADF;
+        PQfinish(l->conn);
+        l->conn = NULL;
+        l->try_skip += MAX(l->try_sockets, (size_t) 1);
+        r = connect_from(l);
+        if (r == -ENOENT)
+                connection_lost(l, "connect timed out");
+        else if (r < 0)
+                connection_lost(l, "out of memory");
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Ledger *l = userdata;
 
         switch (l->state) {
-        case LEDGER_CONNECTING: {
-                int fd = l->conn ? PQsocket(l->conn) : -EBADF;
-
-                /* Still no TCP connection: a host that is down (a primary whose machine died) drops
-                 * our SYNs rather than refusing them, and the whole attempt would end here before
-                 * libpq ever tried the standby. A connect in progress fails at once when its socket
-                 * is shut down, and libpq moves on to the next address by itself, as its
-                 * connect_timeout makes it do in a blocking PQconnectdb(). */
-                if (fd >= 0 && PQstatus(l->conn) == CONNECTION_STARTED && shutdown(fd, SHUT_RDWR) >= 0) {
-                        l->hosts_timed_out++;
-                        connect_poll(l);
-                        break;
-                }
-                connection_lost(l, "connect timed out");
+        case LEDGER_CONNECTING:
+                connect_timed_out(l);
                 break;
-        }
         case LEDGER_DISCONNECTED:
                 (void) ledger_connect(l);
                 break;
@@ -747,6 +832,7 @@ Ledger *ledger_free(Ledger *l) {
         if (!l)
                 return NULL;
         close_connection(l);
+        try_lists_free(l);
         while (l->head)
                 record_free(pop_record(l));
         sd_event_source_disable_unref(l->timer);

@@ -13,10 +13,11 @@ opens the next, which gets the same descriptor number; the ledger kept watching 
 which epoll had dropped with the old socket, so every attempt hung until "connect timed out",
 for ever (reported: unready for minutes while psql connected at once).
 
-Then a host that drops SYNs (a machine that is gone, no RST): a third daemon whose URL names such
-a host first must still reach the new primary, one CONNECT_TIMEOUT_S later: libpq's own
-connect_timeout does not apply to PQconnectPoll, and the ledger's timer used to end the whole
-attempt on the first host."""
+Then a first host that drops SYNs (a machine that is gone, no RST) and one that takes the
+connection but never answers (a frozen server): a daemon whose URL names such a host first must
+still reach the new primary, one CONNECT_TIMEOUT_S later. libpq's own connect_timeout does not
+apply to PQconnectPoll, and the ledger's timer used to end the whole attempt on the first host:
+never ready."""
 
 import os
 import shutil
@@ -33,17 +34,19 @@ N = 10_000
 RATE = 800
 
 
-class Blackhole:
-    """A TCP port whose SYNs are dropped: a listener that never accepts, its backlog (listen(0):
-    one connection) filled, so that the kernel ignores the next SYN, as a host that is down does."""
+class DeadHost:
+    """A TCP port on 127.0.0.1 that connects to nothing alive, from a listener that never accepts:
+    "gone" drops SYNs, as a host that is down does (its backlog, listen(0): one connection, is kept
+    full); "frozen" takes the connection and never answers, as a stopped server does (room in its
+    backlog)."""
 
-    def __init__(self):
+    def __init__(self, kind):
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
+        self.listener.listen(0 if kind == "gone" else 16)
         self.port = self.listener.getsockname()[1]
         self.fill = []
-        for _ in range(2):
+        for _ in range(2 if kind == "gone" else 0):
             s = socket.socket()
             s.setblocking(False)
             s.connect_ex(("127.0.0.1", self.port))
@@ -131,29 +134,32 @@ def body(case, pg):
     for t in (a, b):
         check(t.stop() == 0, "stops cleanly")
 
-    # A first host that drops SYNs: one CONNECT_TIMEOUT_S on it, then the new primary.
-    hole = Blackhole()
-    try:
-        c = case.another_transmitter(
-            "blackhole", CONNECT_TIMEOUT_S=2,
-            DATABASE_URL=f"postgresql://discovery:discovery@127.0.0.1:{hole.port},127.0.0.1:{p2}/"
-                         f"{case.database}?target_session_attrs=read-write")
-        more = case.publish(200, prefix="bh")
-        t0 = time.monotonic()
-        c.start()
-        c.wait_ready(20)
-        took = time.monotonic() - t0
-        log(f"FIGURE database failover: a first host that drops SYNs cost {took:.1f} s (CONNECT_TIMEOUT_S=2; "
-            f"--migrate at start and the ledger each spend it once)")
-        check(took < 10, "ready past a host that drops SYNs")
-        case.wait_delivered(more, timeout=60)
-        case.wait_settled(30)
-        rows = {r["id"]: r["status"] for r in case.rows("id, status")}
-        check(all(rows.get(b["batch_id"]) == "sent" for b in case.receiver.batches()),
-              "its 200 events delivered, acked, and a 'sent' row for each of its batches")
-        check(c.stop() == 0, "stops cleanly")
-    finally:
-        hole.close()
+    # A first host that is gone (drops SYNs) or frozen (takes the connection, never answers): one
+    # CONNECT_TIMEOUT_S on it, then the new primary.
+    for name in ("gone", "frozen"):
+        hole = DeadHost(name)
+        try:
+            c = case.another_transmitter(
+                name, CONNECT_TIMEOUT_S=2,
+                DATABASE_URL=f"postgresql://discovery:discovery@127.0.0.1:{hole.port},127.0.0.1:{p2}/"
+                             f"{case.database}?target_session_attrs=read-write")
+            more = case.publish(200, prefix=name)
+            t0 = time.monotonic()
+            c.start()
+            c.wait_ready(20)
+            took = time.monotonic() - t0
+            log(f"FIGURE database failover: a first host that is {name} cost {took:.1f} s (CONNECT_TIMEOUT_S=2; "
+                f"--migrate at start and the ledger each spend it once)")
+            check(took < 10, f"ready past a first host that is {name}")
+            check("after giving up on 1 address(es)" in c.log_text(), "the log says it gave up on that host")
+            case.wait_delivered(more, timeout=60)
+            case.wait_settled(30)
+            rows = {r["id"]: r["status"] for r in case.rows("id, status")}
+            check(all(rows.get(b["batch_id"]) == "sent" for b in case.receiver.batches()),
+                  "its 200 events delivered, acked, and a 'sent' row for each of its batches")
+            check(c.stop() == 0, "stops cleanly")
+        finally:
+            hole.close()
 
 
 def main():
