@@ -6,16 +6,6 @@
 
 #define BLANKS " \t"
 
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Decodes n bytes at s into a new string. -EINVAL for a '%' not followed by two hex digits, or
  * for "%00", which would end the C string early and so change the user or password silently. */
 static int percent_decode(const char *s, size_t n, char **ret, const char **ret_problem) {
@@ -31,8 +21,8 @@ static int percent_decode(const char *s, size_t n, char **ret, const char **ret_
                         out[o++] = s[i];
                         continue;
                 }
-                hi = i + 2 < n + 1 ? hex_value(s[i + 1]) : -1;
-                lo = hi >= 0 && i + 2 < n ? hex_value(s[i + 2]) : -1;
+                hi = i + 1 < n ? unhexchar(s[i + 1]) : -EINVAL;
+                lo = hi >= 0 && i + 2 < n ? unhexchar(s[i + 2]) : -EINVAL;
                 if (hi < 0 || lo < 0) {
                         *ret_problem = "a '%' not followed by two hex digits, write a '%' itself as %25";
                         return -EINVAL;

@@ -174,16 +174,6 @@ char *uuid_to_string(const Uuid *u, char buf[static UUID_STRING_MAX]) {
         return buf;
 }
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -EINVAL;
-}
-
 /* Exactly the 8-4-4-4-12 form, either case; no braces, no "urn:uuid:", nothing after it. */
 int uuid_from_string(const char *s, Uuid *ret) {
         Uuid u;
@@ -201,7 +191,7 @@ int uuid_from_string(const char *s, Uuid *ret) {
                         continue;
                 }
                 /* A NUL fails here, so s is never read past its end. */
-                v = unhex(s[i]);
+                v = unhexchar(s[i]);
                 if (v < 0)
                         return v;
                 if (j % 2 == 0)

@@ -114,6 +114,17 @@ static inline const char *true_false(bool b) {
         return b ? "true" : "false";
 }
 
+/* The value of a hex digit, or -EINVAL. */
+static inline int unhexchar(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -EINVAL;
+}
+
 /* Reads a whole small file (at most max_size bytes) into a NUL-terminated buffer. */
 int read_full_file(const char *path, size_t max_size, char **ret, size_t *ret_size);
 
