@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* What happens to a batch (architecture §5 and §14): the one function that decides it, whenever
+/* What happens to a batch (architecture §5 and §12): the one function that decides it, whenever
  * something happens to the batch — it may leave, an answer came, its request could not start, the
  * service stops, the broker connection is lost or its messages near the broker's consumer timeout
  * while it waits. The pipeline carries the verdict out and decides nothing itself. Pure:

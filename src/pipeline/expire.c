@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The broker's consumer timeout (architecture §14): RabbitMQ closes the channel of a delivery
+/* The broker's consumer timeout (architecture §12): RabbitMQ closes the channel of a delivery
  * left unacked longer than consumer_timeout and requeues everything on it. The daemon returns
  * deliveries itself before that: one timer, due when the oldest delivery held reaches the hold
  * limit, marks the batches that hold such deliveries; their verdicts send them back. */
