@@ -277,6 +277,57 @@ Test(batch_id, sha1_fallback) {
         }
 }
 
+/* Known vectors, recorded from the hand-written SHA-1 this file used to test (and recomputed with
+ * Python's hashlib and uuid) before SHA-1 came from libcrypto: the ids must stay byte-identical, or
+ * every Idempotency-Key a destination has seen changes, and a batch re-formed after an upgrade would
+ * be sent as a new one. */
+static const char big_body_prefix[] = "{\"type\":\"approved.host\",\"data\":\"";
+
+/* 992 bytes: a body without id spanning sixteen SHA-1 blocks. */
+static void make_big_body(char ret[static 993]) {
+        size_t i = strlen(big_body_prefix);
+
+        memcpy(ret, big_body_prefix, i);
+        for (; i < 990; i++)
+                ret[i] = (char) ('a' + i % 26);
+        memcpy(ret + 990, "\"}", 3);
+}
+
+Test(batch_id, known_vectors) {
+        static const char ip_body[] = "{\"type\":\"approved.host\",\"data\":{\"ip\":\"10.0.0.1\"}}";
+        char big[993], x[UUID_STRING_MAX];
+
+        make_big_body(big);
+        cr_assert_eq(strlen(big), 992);
+
+        const Event with_ids[] = {
+                { "0b7c6a52-9a1e-4c3b-8f0e-1d2e3f405162",
+                  "{\"specversion\":\"1.0\",\"id\":\"0b7c6a52-9a1e-4c3b-8f0e-1d2e3f405162\",\"type\":\"approved.host\"}" },
+                { "evt-2", "{\"id\":\"evt-2\",\"type\":\"approved.service\"}" },
+                { "evt-3", "{\"id\":\"evt-3\"}" },
+        };
+        const Event without_ids[] = {
+                { NULL, ip_body },
+                { NULL, "{}" },
+                { NULL, big },
+        };
+        const Event mixed[] = {
+                { "evt-1", "{\"id\":\"evt-1\"}" },
+                { NULL, ip_body },
+                { "evt-3", "{\"id\":\"evt-3\"}" },
+                { NULL, big },
+        };
+
+        batch_id(with_ids, ELEMENTSOF(with_ids), x);
+        cr_expect_str_eq(x, "c7109c81-5289-5fcd-8cbe-ecdb690e3190");
+        batch_id(without_ids, ELEMENTSOF(without_ids), x);
+        cr_expect_str_eq(x, "b0963c40-ab4d-557e-bc7e-0fe5979fbf33");
+        batch_id(mixed, ELEMENTSOF(mixed), x);
+        cr_expect_str_eq(x, "62cc472e-6783-59a2-9f42-31b673add875");
+        batch_id(NULL, 0, x);
+        cr_expect_str_eq(x, "5e82c3e7-0881-5052-b1d8-1943577256a9");
+}
+
 Test(batch_id, empty_body_without_id) {
         BatchIdBuilder b;
         Uuid u, v;
