@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
         # build
         meson ninja-build pkg-config gcc libc6-dev
-        libsystemd-dev librabbitmq-dev libpq-dev libcurl4-openssl-dev zlib1g-dev libjson-c-dev
+        libsystemd-dev librabbitmq-dev libpq-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libjson-c-dev
         libmicrohttpd-dev libcriterion-dev
         # the development environment: broker, database, HTTPS receiver, certificates
         rabbitmq-server postgresql openssl curl python3 procps util-linux gzip

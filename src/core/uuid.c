@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <openssl/evp.h>
+
 #include "core/uuid.h"
+
+#define SHA1_DIGEST_SIZE 20
 
 /* RFC 9562 Appendix C (and RFC 4122 before it). */
 const Uuid UUID_NAMESPACE_DNS = { {
@@ -15,141 +19,70 @@ const Uuid UUID_NAMESPACE_TRANSMITTER = { {
         0x82, 0xd7, 0xfc, 0x65, 0x68, 0xc8, 0x53, 0xd6, 0x83, 0x19, 0x98, 0x84, 0x67, 0xd0, 0x0c, 0x1a,
 } };
 
-static inline uint32_t rol32(uint32_t x, unsigned n) {
-        return (x << n) | (x >> (32 - n));
+/* SHA-1 is libcrypto's (OpenSSL 3 EVP; the SHA1_* calls are deprecated). EVP_sha1() rather than an
+ * explicit EVP_MD_fetch(): a fetched digest would have to be cached process-wide, and the implicit
+ * fetch at each init costs about 0.2 µs, once per batch (and per event without id, next to hashing its
+ * whole body); tests/bench/cpubench.c measures the whole stage. */
+static int sha1_init(EVP_MD_CTX *ctx) {
+        return EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 ? 0 : -ENOMEM;
 }
 
-static inline uint32_t load_be32(const uint8_t *p) {
-        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | (uint32_t) p[3];
+static int sha1_update(EVP_MD_CTX *ctx, const void *data, size_t size) {
+        /* EVP_DigestUpdate() reads nothing for size 0, so data may be NULL then. */
+        return EVP_DigestUpdate(ctx, data, size) == 1 ? 0 : -EIO;
 }
 
-static inline void store_be32(uint8_t *p, uint32_t v) {
-        p[0] = (uint8_t) (v >> 24);
-        p[1] = (uint8_t) (v >> 16);
-        p[2] = (uint8_t) (v >> 8);
-        p[3] = (uint8_t) v;
+static int sha1_final(EVP_MD_CTX *ctx, uint8_t ret_digest[static SHA1_DIGEST_SIZE]) {
+        unsigned size = 0;
+
+        if (EVP_DigestFinal_ex(ctx, ret_digest, &size) != 1 || size != SHA1_DIGEST_SIZE)
+                return -EIO;
+        return 0;
 }
 
-/* FIPS 180-4 §6.1.2, with the message schedule kept as a 16-word ring (§6.1.3's alternative). */
-static void sha1_block(uint32_t state[static 5], const uint8_t *block) {
-        uint32_t w[16], a = state[0], b = state[1], c = state[2], d = state[3], e = state[4];
-
-        for (unsigned t = 0; t < 16; t++)
-                w[t] = load_be32(block + 4 * t);
-
-        for (unsigned t = 0; t < 80; t++) {
-                uint32_t f, k, tmp;
-
-                if (t >= 16) {
-                        uint32_t x = w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^ w[t & 15];
-                        w[t & 15] = rol32(x, 1);
-                }
-
-                if (t < 20) {
-                        f = (b & c) | (~b & d);
-                        k = 0x5a827999;
-                } else if (t < 40) {
-                        f = b ^ c ^ d;
-                        k = 0x6ed9eba1;
-                } else if (t < 60) {
-                        f = (b & c) | (b & d) | (c & d);
-                        k = 0x8f1bbcdc;
-                } else {
-                        f = b ^ c ^ d;
-                        k = 0xca62c1d6;
-                }
-
-                tmp = rol32(a, 5) + f + e + k + w[t & 15];
-                e = d;
-                d = c;
-                c = rol32(b, 30);
-                b = a;
-                a = tmp;
-        }
-
-        state[0] += a;
-        state[1] += b;
-        state[2] += c;
-        state[3] += d;
-        state[4] += e;
-}
-
-void sha1_init(Sha1 *s) {
-        *s = (Sha1) {
-                .state = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0 },
-        };
-}
-
-void sha1_update(Sha1 *s, const void *data, size_t size) {
-        const uint8_t *p = data;
-
-        if (size == 0)
-                return; /* data may be NULL then, and memcpy() must not see it */
-        s->length += size;
-
-        if (s->block_used > 0) {
-                size_t n = MIN(size, sizeof(s->block) - s->block_used);
-
-                memcpy(s->block + s->block_used, p, n);
-                s->block_used += n;
-                p += n;
-                size -= n;
-                if (s->block_used < sizeof(s->block))
-                        return;
-                sha1_block(s->state, s->block);
-                s->block_used = 0;
-        }
-
-        /* Whole blocks straight from the caller's memory: no copy for the bulk of a body. */
-        for (; size >= sizeof(s->block); p += sizeof(s->block), size -= sizeof(s->block))
-                sha1_block(s->state, p);
-
-        if (size > 0) {
-                memcpy(s->block, p, size);
-                s->block_used = size;
-        }
-}
-
-void sha1_final(Sha1 *s, uint8_t ret_digest[20]) {
-        uint64_t bits = s->length * 8;
-
-        /* §5.1.1: a 1 bit, zeros up to 56 mod 64 bytes, then the length in bits, big-endian. */
-        s->block[s->block_used++] = 0x80;
-        if (s->block_used > 56) {
-                memset(s->block + s->block_used, 0, sizeof(s->block) - s->block_used);
-                sha1_block(s->state, s->block);
-                s->block_used = 0;
-        }
-        memset(s->block + s->block_used, 0, 56 - s->block_used);
-        store_be32(s->block + 56, (uint32_t) (bits >> 32));
-        store_be32(s->block + 60, (uint32_t) bits);
-        sha1_block(s->state, s->block);
-
-        for (unsigned i = 0; i < 5; i++)
-                store_be32(ret_digest + 4 * i, s->state[i]);
-}
-
-void uuid5_begin(Sha1 *s, const Uuid *namespace) {
-        sha1_init(s);
-        sha1_update(s, namespace->bytes, sizeof(namespace->bytes));
-}
-
-void uuid5_end(Sha1 *s, Uuid *ret) {
-        uint8_t digest[20];
-
-        sha1_final(s, digest);
+/* RFC 9562 §5.5: the first 16 bytes of the SHA-1, version 5 in the high nibble of octet 6, variant 10
+ * in the top bits of octet 8. */
+static void uuid5_from_digest(const uint8_t digest[static SHA1_DIGEST_SIZE], Uuid *ret) {
         memcpy(ret->bytes, digest, sizeof(ret->bytes));
-        /* RFC 9562 §5.5: version 5 in the high nibble of octet 6, variant 10 in the top bits of octet 8. */
         ret->bytes[6] = (uint8_t) ((ret->bytes[6] & 0x0f) | 0x50);
         ret->bytes[8] = (uint8_t) ((ret->bytes[8] & 0x3f) | 0x80);
 }
 
-void uuid5(const Uuid *namespace, const void *name, size_t size, Uuid *ret) {
-        Sha1 s;
+/* RFC 9562 §5.4, for the rare failure of batch_id_end() (see uuid.h): unique, never a v5 id. */
+static void uuid4_random(Uuid *ret) {
+        uint64_t hi = random_u64(), lo = random_u64();
 
-        uuid5_begin(&s, namespace);
-        sha1_update(&s, name, size);
-        uuid5_end(&s, ret);
+        for (size_t i = 0; i < 8; i++) {
+                ret->bytes[i] = (uint8_t) (hi >> (56 - 8 * i));
+                ret->bytes[8 + i] = (uint8_t) (lo >> (56 - 8 * i));
+        }
+        ret->bytes[6] = (uint8_t) ((ret->bytes[6] & 0x0f) | 0x40);
+        ret->bytes[8] = (uint8_t) ((ret->bytes[8] & 0x3f) | 0x80);
+}
+
+static void EVP_MD_CTX_freep(EVP_MD_CTX **p) {
+        EVP_MD_CTX_free(*p); /* NULL is a no-op */
+}
+
+int uuid5(const Uuid *namespace, const void *name, size_t size, Uuid *ret) {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        uint8_t digest[SHA1_DIGEST_SIZE];
+        int r;
+
+        if (!ctx)
+                return -ENOMEM;
+        r = sha1_init(ctx);
+        if (r >= 0)
+                r = sha1_update(ctx, namespace->bytes, sizeof(namespace->bytes));
+        if (r >= 0)
+                r = sha1_update(ctx, name, size);
+        if (r >= 0)
+                r = sha1_final(ctx, digest);
+        if (r < 0)
+                return r;
+
+        uuid5_from_digest(digest, ret);
+        return 0;
 }
 
 static const char hex_lower[] = "0123456789abcdef";
@@ -208,8 +141,46 @@ int uuid_from_string(const char *s, Uuid *ret) {
         return 0;
 }
 
-void batch_id_begin(BatchIdBuilder *b) {
-        uuid5_begin(&b->sha1, &UUID_NAMESPACE_TRANSMITTER);
+int batch_id_begin(BatchIdBuilder *b) {
+        int r;
+
+        *b = (BatchIdBuilder) { .name = EVP_MD_CTX_new() };
+        if (!b->name)
+                return (b->error = -ENOMEM);
+        r = sha1_init(b->name);
+        if (r >= 0)
+                r = sha1_update(b->name, UUID_NAMESPACE_TRANSMITTER.bytes, sizeof(UUID_NAMESPACE_TRANSMITTER.bytes));
+        return (b->error = r);
+}
+
+static int batch_id_add_body(BatchIdBuilder *b, const void *body, size_t body_size) {
+        char line[sizeof("sha1:") - 1 + 2 * SHA1_DIGEST_SIZE + 1] = "sha1:";
+        uint8_t digest[SHA1_DIGEST_SIZE];
+        int r;
+
+        if (!b->body) {
+                b->body = EVP_MD_CTX_new();
+                if (!b->body)
+                        return -ENOMEM;
+        }
+        /* On OpenSSL 3.0 each init allocates the provider's context anew, whatever we keep; only
+         * events without id pay that, next to hashing their whole body. */
+        r = sha1_init(b->body);
+        if (r < 0)
+                return r;
+        r = sha1_update(b->body, body, body_size);
+        if (r < 0)
+                return r;
+        r = sha1_final(b->body, digest);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < SHA1_DIGEST_SIZE; i++) {
+                line[5 + 2 * i] = hex_lower[digest[i] >> 4];
+                line[5 + 2 * i + 1] = hex_lower[digest[i] & 0xf];
+        }
+        line[sizeof(line) - 1] = '\n';
+        return sha1_update(b->name, line, sizeof(line));
 }
 
 /* An empty "id" counts as none: CloudEvents forbids it, and letting it contribute a bare "\n" would give
@@ -217,26 +188,35 @@ void batch_id_begin(BatchIdBuilder *b) {
  * The raw id bytes cannot hold a '\n' (JSON strings carry no raw control characters), so the
  * separator keeps the name unambiguous. */
 void batch_id_add(BatchIdBuilder *b, const char *id, size_t id_len, const void *body, size_t body_size) {
-        if (id && id_len > 0) {
-                sha1_update(&b->sha1, id, id_len);
-                sha1_update(&b->sha1, "\n", 1);
-        } else {
-                char line[sizeof("sha1:") - 1 + 40 + 1] = "sha1:";
-                uint8_t digest[20];
-                Sha1 s;
+        int r;
 
-                sha1_init(&s);
-                sha1_update(&s, body, body_size);
-                sha1_final(&s, digest);
-                for (size_t i = 0; i < 20; i++) {
-                        line[5 + 2 * i] = hex_lower[digest[i] >> 4];
-                        line[5 + 2 * i + 1] = hex_lower[digest[i] & 0xf];
-                }
-                line[sizeof(line) - 1] = '\n';
-                sha1_update(&b->sha1, line, sizeof(line));
-        }
+        if (b->error < 0)
+                return;
+
+        if (id && id_len > 0) {
+                r = sha1_update(b->name, id, id_len);
+                if (r >= 0)
+                        r = sha1_update(b->name, "\n", 1);
+        } else
+                r = batch_id_add_body(b, body, body_size);
+        if (r < 0)
+                b->error = r;
 }
 
-void batch_id_end(BatchIdBuilder *b, Uuid *ret) {
-        uuid5_end(&b->sha1, ret);
+int batch_id_end(BatchIdBuilder *b, Uuid *ret) {
+        uint8_t digest[SHA1_DIGEST_SIZE];
+        int r = b->error;
+
+        if (r >= 0)
+                r = sha1_final(b->name, digest);
+        EVP_MD_CTX_free(b->name);
+        EVP_MD_CTX_free(b->body);
+        *b = (BatchIdBuilder) { .error = r };
+
+        if (r < 0) {
+                uuid4_random(ret);
+                return r;
+        }
+        uuid5_from_digest(digest, ret);
+        return 0;
 }

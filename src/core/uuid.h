@@ -1,22 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* SHA-1 and name-based UUIDs (version 5, RFC 9562 §5.5). */
+/* Name-based UUIDs (version 5, RFC 9562 §5.5) and the batch ids made of them. SHA-1 is libcrypto's;
+ * everything here runs on one thread at a time per builder. */
+
+#include <openssl/types.h>
 
 #include "util/util.h"
 
 #define UUID_STRING_MAX 37 /* 36 characters and the NUL */
-
-typedef struct Sha1 {
-        uint32_t state[5];
-        uint64_t length; /* bytes hashed so far */
-        uint8_t block[64];
-        size_t block_used;
-} Sha1;
-
-void sha1_init(Sha1 *s);
-void sha1_update(Sha1 *s, const void *data, size_t size);
-void sha1_final(Sha1 *s, uint8_t ret_digest[20]);
 
 typedef struct Uuid {
         uint8_t bytes[16];
@@ -25,11 +17,8 @@ typedef struct Uuid {
 extern const Uuid UUID_NAMESPACE_DNS;         /* 6ba7b810-9dad-11d1-80b4-00c04fd430c8 */
 extern const Uuid UUID_NAMESPACE_TRANSMITTER; /* the namespace of batch ids */
 
-/* Version 5 in one call, and in steps for a name that arrives in pieces:
- * uuid5_begin(), sha1_update() for each piece, uuid5_end(). */
-void uuid5(const Uuid *namespace, const void *name, size_t size, Uuid *ret);
-void uuid5_begin(Sha1 *s, const Uuid *namespace);
-void uuid5_end(Sha1 *s, Uuid *ret);
+/* Version 5 of one name. 0, or -ENOMEM/-EIO when libcrypto fails (then *ret is not written). */
+int uuid5(const Uuid *namespace, const void *name, size_t size, Uuid *ret);
 
 /* Lower-case 8-4-4-4-12 form into buf (UUID_STRING_MAX bytes); returns buf. */
 char *uuid_to_string(const Uuid *u, char buf[static UUID_STRING_MAX]);
@@ -37,11 +26,20 @@ int uuid_from_string(const char *s, Uuid *ret);
 
 /* Batch ids (DESIGN §2): version 5 in UUID_NAMESPACE_TRANSMITTER over the events in order;
  * each event contributes its "id" followed by '\n', or, when it has none,
- * "sha1:<40 hex digits of the body's SHA-1>\n". */
+ * "sha1:<40 hex digits of the body's SHA-1>\n".
+ *
+ * batch_id_begin(), batch_id_add() for each event, batch_id_end(): end must follow every begin,
+ * also a failed one, as it releases the builder's libcrypto contexts. A failure (only libcrypto's:
+ * out of memory) sticks to the builder and is returned by begin and by end. *ret is written
+ * either way: on failure with a random version 4 id, so that a caller that goes on with it can never
+ * send its batch under another batch's key (the destination would drop it as a duplicate); it only
+ * loses the key's stability across a re-formed batch. */
 typedef struct BatchIdBuilder {
-        Sha1 sha1;
+        EVP_MD_CTX *name; /* the v5 name: the namespace, then a line per event */
+        EVP_MD_CTX *body; /* the SHA-1 of a body without id; made at the first such event, then reused */
+        int error;        /* the first failure, or 0 */
 } BatchIdBuilder;
 
-void batch_id_begin(BatchIdBuilder *b);
+int batch_id_begin(BatchIdBuilder *b);
 void batch_id_add(BatchIdBuilder *b, const char *id, size_t id_len, const void *body, size_t body_size);
-void batch_id_end(BatchIdBuilder *b, Uuid *ret);
+int batch_id_end(BatchIdBuilder *b, Uuid *ret);

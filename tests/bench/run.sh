@@ -90,7 +90,7 @@ cpu_flags=()
 [[ -f /usr/include/isa-l/igzip_lib.h ]] && cpu_flags+=(-DHAVE_ISAL -lisal)
 gcc -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -I"$root/src" -o "$dir/bin/cpubench" "$here/cpubench.c" \
         "$root/src/core/json-check.c" "$root/src/core/uuid.c" "$root/src/core/envelope.c" "$root/src/util/buffer.c" "$root/src/util/util.c" \
-        -lz ${cpu_flags[@]+"${cpu_flags[@]}"} || { log "cpubench did not build (src/ changed?); going on without it"; rm -f "$dir/bin/cpubench"; }
+        -lz -lcrypto ${cpu_flags[@]+"${cpu_flags[@]}"} || { log "cpubench did not build (src/ changed?); going on without it"; rm -f "$dir/bin/cpubench"; }
 
 log "starting the environment in $dir"
 RECEIVER_ARGS="--light" bash "$root/tests/env/devenv.sh" up "$dir" >"$dir/devenv-up.log" 2>&1 ||
