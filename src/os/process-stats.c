@@ -10,8 +10,6 @@
 /* /proc/self/stat is one line of well under 1 KiB; the slack is for future fields. */
 #define PROC_STAT_MAX (16U * 1024U)
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
-
 static int clock_ticks(uint64_t *ret) {
         long t = sysconf(_SC_CLK_TCK);
 

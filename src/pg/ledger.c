@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <dirent.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -881,7 +880,7 @@ static void free_names(char **names, size_t n) {
 }
 
 static int list_migrations(const char *dir, char ***ret, size_t *ret_n) {
-        DIR *d = opendir(dir);
+        _cleanup_(closedirp) DIR *d = opendir(dir);
         char **names = NULL;
         size_t n = 0;
         struct dirent *de;
@@ -897,13 +896,11 @@ static int list_migrations(const char *dir, char ***ret, size_t *ret_n) {
                 p = realloc(names, (n + 1) * sizeof *names);
                 if (!p || !(p[n] = strdup(de->d_name))) {
                         free_names(p ? p : names, n);
-                        closedir(d);
                         return -ENOMEM;
                 }
                 names = p;
                 n++;
         }
-        closedir(d);
         if (n > 0)
                 qsort(names, n, sizeof *names, compare_names);
         *ret = names;

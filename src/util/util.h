@@ -3,6 +3,7 @@
 
 /* Small helpers shared by every file: cleanup attributes, time, strings. */
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +68,8 @@ static inline void closep(int *fd) {
         (void) safe_close(*fd);
 }
 #define _cleanup_close_ _cleanup_(closep)
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
 /* Returns -errno of the last libc call as a negative value (never 0). */
 static inline int negative_errno(void) {
