@@ -7,7 +7,7 @@
 #include "daemon/daemon.h"
 #include "http/sender.h"
 #include "os/log.h"
-#include "pg/ledger.h"
+#include "pg/migrate.h"
 #include "version.h"
 
 static void help(void) {
@@ -93,7 +93,7 @@ int main(int argc, char *argv[]) {
         }
 
         if (migrate) {
-                r = ledger_migrate(config->database_url, config->migrations_dir,
+                r = migrate_database(config->database_url, config->migrations_dir,
                                    (usec_t) config->connect_timeout_s * USEC_PER_SEC);
                 config_free(config);
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

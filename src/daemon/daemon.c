@@ -18,7 +18,7 @@
 #include "os/log.h"
 #include "os/notify.h"
 #include "os/process-stats.h"
-#include "pg/ledger.h"
+#include "pg/migrate.h"
 #include "version.h"
 
 /* STATUS= is sent at most this often, and only when the line changed. */
@@ -266,7 +266,7 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 return log_error_errno(r, "Failed to set up metrics: %s", STRERROR(r));
 
         if (d->config->database_migrate) {
-                r = ledger_migrate(d->config->database_url, d->config->migrations_dir,
+                r = migrate_database(d->config->database_url, d->config->migrations_dir,
                                    (usec_t) d->config->connect_timeout_s * USEC_PER_SEC);
                 if (r < 0)
                         log_warning("Migrations were not applied (%s); the service goes on and retries its writes",

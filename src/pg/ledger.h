@@ -55,7 +55,3 @@ uint64_t ledger_reconnects(const Ledger *l);
 /* The per-status totals of transmitter.batches, refreshed in the background when older than
  * max_age; returns the last ones read. */
 const LedgerTotals *ledger_totals(Ledger *l, usec_t max_age);
-
-/* Applies the .sql files of the migrations directory in order, each in its own transaction, recording them in
- * transmitter.schema_migrations. Blocking: for --migrate and DATABASE_MIGRATE at start. */
-int ledger_migrate(const char *url, const char *migrations_dir, usec_t connect_timeout);
