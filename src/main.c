@@ -93,8 +93,7 @@ int main(int argc, char *argv[]) {
         }
 
         if (migrate) {
-                r = migrate_database(config->database_url, config->migrations_dir,
-                                   (usec_t) config->connect_timeout_s * USEC_PER_SEC);
+                r = migrate_database(config->database_url, (usec_t) config->connect_timeout_s * USEC_PER_SEC);
                 config_free(config);
                 return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
         }

@@ -40,7 +40,6 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-export TRANSMITTER_MIGRATIONS_DIR=$root/db
 build/src/transmitter --config "$demo/transmitter.env" --migrate
 TRANSMITTER_BATCH_INTERVAL_S=5 build/src/transmitter --config "$demo/transmitter.env" >"$demo/transmitter.log" 2>&1 &
 pids+=($!)

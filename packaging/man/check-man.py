@@ -4,7 +4,8 @@
 transmitter.conf(5) must list every setting of the CONFIG_SETTINGS table in src/core/config.c, in
 the table's order, each with the table's default, its accepted range and whether a reload
 applies it; and the daemon built from that code must know exactly those settings
-(`transmitter --check-config` prints them all). transmitter(8) must describe every option of
+(`transmitter --check-config` prints them all). Its OBSOLETE SETTINGS section must list the
+CONFIG_OBSOLETE_SETTINGS table, whose settings the daemon accepts, ignores and warns about. transmitter(8) must describe every option of
 `transmitter --help`, and no other.
 
     check-man.py --config-c src/core/config.c --conf-man BUILD/transmitter.conf.5.scd \\
@@ -23,12 +24,12 @@ import sys
 PREFIX = "TRANSMITTER_"
 
 
-def parse_settings_table(path):
-    """The X(...) rows of CONFIG_SETTINGS: name, kind, default (None for NULL), lo, hi, reload."""
-    text = open(path, encoding="utf-8").read()
-    start = text.find("#define CONFIG_SETTINGS(X)")
+def macro_rows(text, macro, n_fields, path):
+    """The argument lists of the X(...) rows of "#define MACRO(X)", each split into n_fields; None when
+    the macro is not there."""
+    start = text.find(f"#define {macro}(X)")
     if start < 0:
-        raise SystemExit(f"{path}: no '#define CONFIG_SETTINGS(X)' (has the table moved?)")
+        return None
     # The macro runs for as long as lines end in a backslash.
     lines = []
     for line in text[start:].splitlines():
@@ -39,9 +40,20 @@ def parse_settings_table(path):
     rows = []
     for m in re.finditer(r"\bX\(\s*(.*?)\)\s*(?=X\(|$)", body):
         fields = split_args(m.group(1))
-        if len(fields) != 7:
-            raise SystemExit(f"{path}: a CONFIG_SETTINGS row without 7 fields: X({m.group(1)})")
-        name, kind, _field, default, lo, hi, reload = fields
+        if len(fields) != n_fields:
+            raise SystemExit(f"{path}: a {macro} row without {n_fields} fields: X({m.group(1)})")
+        rows.append(fields)
+    return rows
+
+
+def parse_settings_table(path):
+    """The X(...) rows of CONFIG_SETTINGS: name, kind, default (None for NULL), lo, hi, reload."""
+    text = open(path, encoding="utf-8").read()
+    table = macro_rows(text, "CONFIG_SETTINGS", 7, path)
+    if table is None:
+        raise SystemExit(f"{path}: no '#define CONFIG_SETTINGS(X)' (has the table moved?)")
+    rows = []
+    for name, kind, _field, default, lo, hi, reload in table:
         rows.append({
             "name": name,
             "kind": kind,
@@ -53,6 +65,11 @@ def parse_settings_table(path):
     if not rows:
         raise SystemExit(f"{path}: CONFIG_SETTINGS has no rows")
     return rows, text
+
+
+def parse_obsolete_table(text, path):
+    """The names of the X(NAME, "why") rows of CONFIG_OBSOLETE_SETTINGS ([] when there is none)."""
+    return [name for name, _why in macro_rows(text, "CONFIG_OBSOLETE_SETTINGS", 2, path) or []]
 
 
 def split_args(s):
@@ -121,17 +138,24 @@ def unscd(s):
 
 
 def parse_conf_man(path):
-    """[(name, {'Default': ..., 'Accepted': ..., 'Changed by': ...})] in the page's order."""
-    entries = []
+    """[(name, {'Default': ..., 'Accepted': ..., 'Changed by': ...})] in the page's order, and the names
+    of the OBSOLETE SETTINGS section."""
+    entries, obsolete = [], []
     current = None
+    section = None
     for raw in open(path, encoding="utf-8"):
         line = raw.rstrip("\n")
         m = re.fullmatch(r"\*" + PREFIX + r"([A-Z0-9_]+)\*", line)
+        if m and section == "OBSOLETE SETTINGS":
+            obsolete.append(m.group(1))
+            current = None
+            continue
         if m:
             current = (m.group(1), {})
             entries.append(current)
             continue
         if line.startswith("#"):  # a section header ends the entry
+            section = line.lstrip("#").strip()
             current = None
             continue
         if current is None:
@@ -139,12 +163,13 @@ def parse_conf_man(path):
         m = re.fullmatch(r"\t*(Default|Accepted|Changed by): (.*)", line)
         if m:
             current[1][m.group(1)] = unscd(m.group(2))
-    return entries
+    return entries, obsolete
 
 
-def run_binary(binary, *args):
+def run_binary(binary, *args, extra_env=None):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(PREFIX) and k != "CREDENTIALS_DIRECTORY"}
+    env.update(extra_env or {})
     return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -207,6 +232,7 @@ def main():
 
     c = Checks()
     rows, code = parse_settings_table(a.config_c)
+    obsolete_names = parse_obsolete_table(code, a.config_c)
     header = os.path.join(os.path.dirname(a.config_c), "config.h")
     sources = [code] + ([open(header, encoding="utf-8").read()] if os.path.exists(header) else [])
 
@@ -222,7 +248,7 @@ def main():
             f"{sorted(set(effective) ^ {row['name'] for row in rows})}")
 
     # transmitter.conf(5): every setting, in order, with its default, range and reload class.
-    entries = parse_conf_man(a.conf_man)
+    entries, man_obsolete = parse_conf_man(a.conf_man)
     names = [n for n, _ in entries]
     table_names = [row["name"] for row in rows]
     missing = [n for n in table_names if n not in names]
@@ -262,6 +288,17 @@ def main():
             c.check(f["Changed by"] == expect,
                     f"{where} Changed by: {f['Changed by']!r}, src/core/config.c says {expect!r}")
 
+    # OBSOLETE SETTINGS: the table's, each accepted by the daemon with any value and named in a warning.
+    c.check(man_obsolete == obsolete_names,
+            f"transmitter.conf(5) OBSOLETE SETTINGS lists {man_obsolete}, src/core/config.c's "
+            f"CONFIG_OBSOLETE_SETTINGS {obsolete_names}")
+    for name in obsolete_names:
+        r = run_binary(a.binary, "--check-config", "--config", os.devnull, extra_env={PREFIX + name: "?obsolete"})
+        c.check(r.returncode == 0 and PREFIX + name in r.stderr and "obsolete" in r.stderr
+                and PREFIX + name not in r.stdout,
+                f"transmitter --check-config with the obsolete {PREFIX}{name} set: exit {r.returncode}, "
+                f"stderr {r.stderr.strip()!r}: expected exit 0 and a warning naming it obsolete")
+
     # transmitter(8): the options of --help, and no other.
     r = run_binary(a.binary, "--help")
     c.check(r.returncode == 0, f"transmitter --help exited {r.returncode}")
@@ -273,7 +310,7 @@ def main():
     c.check(help_opts <= man_opts, f"transmitter(8) OPTIONS lacks {sorted(help_opts - man_opts)}")
     c.check(man_opts <= help_opts, f"transmitter(8) OPTIONS describes unknown {sorted(man_opts - help_opts)}")
 
-    print(f"check-man: {len(rows)} settings, {len(help_opts)} options")
+    print(f"check-man: {len(rows)} settings, {len(obsolete_names)} obsolete, {len(help_opts)} options")
     print(f"{c.passed} passed, {c.failed} failed")
     return 1 if c.failed else 0
 

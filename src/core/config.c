@@ -77,8 +77,13 @@ typedef enum SettingKind {
         X(CIRCUIT_RESET_TIMEOUT_S, UNSIGNED, circuit_reset_timeout_s, "60", 1, 86400, true)    \
         X(LOG_LEVEL, LOG_LEVEL, log_level, "INFO", 0, 0, true)                                 \
         X(SHUTDOWN_TIMEOUT_S, UNSIGNED, shutdown_timeout_s, "20", 1, 3600, true)               \
-        X(INSTANCE_ID, NAME, instance_id, NULL, 1, 255, false)                                 \
-        X(MIGRATIONS_DIR, PATH, migrations_dir, NULL, 0, PATH_MAX - 1, false)
+        X(INSTANCE_ID, NAME, instance_id, NULL, 1, 255, false)
+
+/* Settings that are read no more: accepted with any value, so that a configuration written for an
+ * earlier version still starts, and ignored; config_obsolete_names() lets the daemon warn. The name
+ * without the prefix and why it went. transmitter.conf(5) lists them (OBSOLETE SETTINGS). */
+#define CONFIG_OBSOLETE_SETTINGS(X)                                                            \
+        X(MIGRATIONS_DIR, "the migrations are built into the binary")
 
 typedef enum SettingId {
 #define SETTING_ID(name, ...) SETTING_##name,
@@ -86,6 +91,18 @@ typedef enum SettingId {
 #undef SETTING_ID
         _SETTING_MAX,
 } SettingId;
+
+typedef struct ObsoleteSetting {
+        const char *name, *why;
+} ObsoleteSetting;
+
+static const ObsoleteSetting obsolete_settings[] = {
+#define OBSOLETE_ENTRY(name, why) { #name, why },
+        CONFIG_OBSOLETE_SETTINGS(OBSOLETE_ENTRY)
+#undef OBSOLETE_ENTRY
+};
+_Static_assert(ELEMENTSOF(obsolete_settings) <= sizeof(((Config *) 0)->obsolete) * 8,
+               "more obsolete settings than bits in Config.obsolete");
 
 typedef struct Setting {
         const char *name;
@@ -188,6 +205,19 @@ static int setting_lookup_full(const char *name, size_t len) {
         if (len < l || memcmp(name, CONFIG_ENV_PREFIX, l) != 0)
                 return -ENOENT;
         return setting_lookup(name + l, len - l);
+}
+
+/* The index in obsolete_settings of a name with the prefix, or -ENOENT. */
+static int obsolete_lookup_full(const char *name, size_t len) {
+        const char *n = startswith(name, CONFIG_ENV_PREFIX);
+
+        if (!n || len < strlen(CONFIG_ENV_PREFIX))
+                return -ENOENT;
+        len -= strlen(CONFIG_ENV_PREFIX);
+        for (size_t i = 0; i < ELEMENTSOF(obsolete_settings); i++)
+                if (strlen(obsolete_settings[i].name) == len && memcmp(obsolete_settings[i].name, n, len) == 0)
+                        return (int) i;
+        return -ENOENT;
 }
 
 /* The token is overwritten before its memory goes back to the allocator. */
@@ -540,9 +570,6 @@ static const char *setting_default(const LoadContext *ctx, SettingId id) {
         switch (id) {
         case SETTING_INSTANCE_ID:
                 return isempty(ctx->sources->hostname) ? NULL : ctx->sources->hostname;
-        case SETTING_MIGRATIONS_DIR:
-                return isempty(ctx->sources->migrations_dir_default) ? CONFIG_MIGRATIONS_DIR_FALLBACK
-                                                                     : ctx->sources->migrations_dir_default;
         default:
                 return settings[id].default_value;
         }
@@ -573,7 +600,7 @@ static int apply_setting(LoadContext *ctx, SettingId id, const char *value) {
         double d;
         int r;
 
-        if (isempty(value) && (id == SETTING_INSTANCE_ID || id == SETTING_MIGRATIONS_DIR))
+        if (isempty(value) && id == SETTING_INSTANCE_ID)
                 value = setting_default(ctx, id);
         if (!value)
                 return set_string(ctx, id, NULL);
@@ -746,6 +773,11 @@ static int load_file(LoadContext *ctx) {
                         return config_error(ctx, "%s:%u: missing setting name before '='", file_label(ctx),
                                             line_no);
 
+                id = obsolete_lookup_full(key, strlen(key));
+                if (id >= 0) {
+                        ctx->config->obsolete |= 1U << id;
+                        continue;
+                }
                 id = setting_lookup_full(key, strlen(key));
                 if (id < 0)
                         return config_error(ctx, "%s:%u: unknown setting %s", file_label(ctx), line_no,
@@ -775,6 +807,11 @@ static int load_environment(LoadContext *ctx) {
 
                 if (!eq || !startswith(*e, CONFIG_ENV_PREFIX))
                         continue;
+                id = obsolete_lookup_full(*e, (size_t) (eq - *e));
+                if (id >= 0) {
+                        ctx->config->obsolete |= 1U << id;
+                        continue;
+                }
                 id = setting_lookup_full(*e, (size_t) (eq - *e));
                 if (id < 0)
                         continue; /* config_unknown_env() lets the daemon warn */
@@ -1174,9 +1211,28 @@ unsigned config_unknown_env(char *const *env, char *ret_names, size_t size) {
         for (char *const *e = env; *e; e++) {
                 size_t len = strcspn(*e, "=");
 
-                if (!startswith(*e, CONFIG_ENV_PREFIX) || setting_lookup_full(*e, len) >= 0)
+                if (!startswith(*e, CONFIG_ENV_PREFIX) || setting_lookup_full(*e, len) >= 0 ||
+                    obsolete_lookup_full(*e, len) >= 0)
                         continue;
                 list_append(ret_names, size, *e, len);
+                n++;
+        }
+        return n;
+}
+
+unsigned config_obsolete_names(const Config *c, char *ret_names, size_t size) {
+        unsigned n = 0;
+
+        if (ret_names && size > 0)
+                ret_names[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(obsolete_settings); i++) {
+                char item[256];
+
+                if (!(c->obsolete & (1U << i)))
+                        continue;
+                (void) snprintf(item, sizeof(item), CONFIG_ENV_PREFIX "%s (%s)", obsolete_settings[i].name,
+                                obsolete_settings[i].why);
+                list_append(ret_names, size, item, strlen(item));
                 n++;
         }
         return n;

@@ -13,8 +13,6 @@
 #define CONFIG_ERROR_MAX 512
 #define CONFIG_CREDENTIAL_AUTH_TOKEN "auth-token"
 #define CONFIG_TOKEN_SIZE_MAX 16384
-/* MIGRATIONS_DIR when ConfigSources.migrations_dir_default is NULL. */
-#define CONFIG_MIGRATIONS_DIR_FALLBACK "/usr/share/transmitter/db"
 
 typedef enum QueueType {
         QUEUE_TYPE_CLASSIC,
@@ -73,7 +71,8 @@ typedef struct Config {
         int log_level;                /* LOG_LEVEL INFO, a syslog priority (LOG_INFO) */
         unsigned shutdown_timeout_s;  /* SHUTDOWN_TIMEOUT_S 20 */
         char *instance_id;            /* INSTANCE_ID, the host name by default */
-        char *migrations_dir;         /* MIGRATIONS_DIR, where --migrate finds the .sql files of db/ */
+
+        unsigned obsolete;            /* not a setting: the obsolete ones given (config_obsolete_names()) */
 } Config;
 
 /* Where the settings come from. Any member may be NULL. */
@@ -83,7 +82,6 @@ typedef struct ConfigSources {
         char *const *environ;         /* NAME=value strings; only TRANSMITTER_* are read */
         const char *credentials_dir;  /* $CREDENTIALS_DIRECTORY: file "auth-token" is read from it */
         const char *hostname;         /* default of INSTANCE_ID */
-        const char *migrations_dir_default;
 } ConfigSources;
 
 /* File syntax: KEY=VALUE lines with the full TRANSMITTER_ names, surrounding whitespace and
@@ -91,8 +89,9 @@ typedef struct ConfigSources {
  * (no comments after a value). A line without '=' or an unknown key is an error naming
  * file:line; so is a bad value given in the file. In the environment only TRANSMITTER_*
  * variables are read, and unknown ones are ignored (see config_unknown_env()).
- * An empty AUTH_TOKEN, AUTH_TOKEN_FILE or TLS_* means unset; an empty INSTANCE_ID or
- * MIGRATIONS_DIR means the default. Every other setting must not be empty.
+ * An empty AUTH_TOKEN, AUTH_TOKEN_FILE or TLS_* means unset; an empty INSTANCE_ID means the
+ * default. Every other setting must not be empty. An obsolete setting (MIGRATIONS_DIR) is
+ * accepted in the file and the environment with any value, and ignored.
  * Token: AUTH_TOKEN when not empty, else the contents of AUTH_TOKEN_FILE, else the
  * credential CONFIG_CREDENTIAL_AUTH_TOKEN in credentials_dir when it exists; surrounding
  * whitespace is stripped from files, and a token holding a control character is refused.
@@ -140,7 +139,12 @@ unsigned config_reload_diff(const Config *old_config, const Config *new_config, 
  * -ENOMEM leaves c as it was. */
 int config_copy_restart_settings(Config *c, const Config *running);
 
-/* TRANSMITTER_* variables in env that are no setting (typos the daemon warns about):
+/* The obsolete settings the configuration gave (ignored; the daemon warns about them): their full
+ * names, each with why it went, separated by ", " into ret_names (truncated to size; may be NULL).
+ * Returns how many there are. */
+unsigned config_obsolete_names(const Config *c, char *ret_names, size_t size);
+
+/* TRANSMITTER_* variables in env that are no setting nor an obsolete one (typos the daemon warns about):
  * their names separated by ", " into ret_names (truncated to size; may be NULL). Returns
  * how many there are. */
 unsigned config_unknown_env(char *const *env, char *ret_names, size_t size);

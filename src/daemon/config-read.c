@@ -4,7 +4,6 @@
 
 #include "daemon/config-read.h"
 #include "os/log.h"
-#include "version.h"
 
 #define CONFIG_FILE_SIZE_MAX (1024u * 1024)
 
@@ -14,7 +13,7 @@ int config_read(const char *path, bool path_explicit, Config **ret, char error[s
         _cleanup_free_ char *text = NULL;
         _cleanup_free_ Config *c = NULL;
         char hostname[HOST_NAME_MAX + 1] = "";
-        char unknown[256];
+        char unknown[256], obsolete[256];
         int r;
 
         r = read_full_file(path, CONFIG_FILE_SIZE_MAX, &text, NULL);
@@ -35,7 +34,6 @@ int config_read(const char *path, bool path_explicit, Config **ret, char error[s
                                 .environ = environ,
                                 .credentials_dir = getenv("CREDENTIALS_DIRECTORY"),
                                 .hostname = hostname[0] ? hostname : NULL,
-                                .migrations_dir_default = TRANSMITTER_MIGRATIONS_DIR,
                         },
                         c, error);
         if (r < 0)
@@ -43,6 +41,8 @@ int config_read(const char *path, bool path_explicit, Config **ret, char error[s
 
         if (config_unknown_env(environ, unknown, sizeof unknown) > 0)
                 log_warning("Ignoring unknown environment variable(s): %s", unknown);
+        if (config_obsolete_names(c, obsolete, sizeof obsolete) > 0)
+                log_warning("Ignoring obsolete setting(s): %s", obsolete);
 
         *ret = TAKE_PTR(c);
         return 0;

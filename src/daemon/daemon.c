@@ -266,8 +266,7 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 return log_error_errno(r, "Failed to set up metrics: %s", STRERROR(r));
 
         if (d->config->database_migrate) {
-                r = migrate_database(d->config->database_url, d->config->migrations_dir,
-                                   (usec_t) d->config->connect_timeout_s * USEC_PER_SEC);
+                r = migrate_database(d->config->database_url, (usec_t) d->config->connect_timeout_s * USEC_PER_SEC);
                 if (r < 0)
                         log_warning("Migrations were not applied (%s); the service goes on and retries its writes",
                                     strerror(-r));

@@ -223,7 +223,6 @@ class Env:
         self.dir = args.devenv
         self.env = read_env_file(os.path.join(self.dir, "env"))
         self.tx_env = read_env_file(os.path.join(self.dir, "transmitter.env"))
-        self.tx_env.setdefault("TRANSMITTER_MIGRATIONS_DIR", os.path.join(SOURCE_ROOT, "db"))
         self.url = self.env["RABBITMQ_URL"]
         self.publish_bin = self.env["PUBLISH"]
         self.receiver_admin = self.env["RECEIVER_ADMIN_URL"]

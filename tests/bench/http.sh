@@ -61,7 +61,7 @@ if [[ -z $url ]]; then
                 # shellcheck disable=SC1091
                 . "$dir/env/transmitter.env"
                 set +a
-                export TRANSMITTER_MIGRATIONS_DIR=$PWD/db TRANSMITTER_BATCH_INTERVAL_S=1 TRANSMITTER_LOG_LEVEL=WARNING
+                export TRANSMITTER_BATCH_INTERVAL_S=1 TRANSMITTER_LOG_LEVEL=WARNING
                 exec "$bin" --config /dev/null
         ) >"$dir/transmitter.log" 2>&1 &
         daemon_pid=$!

@@ -522,7 +522,6 @@ class Case:
             "TRANSMITTER_RABBITMQ_DEAD_LETTER_EXCHANGE": self.dlx,
             "TRANSMITTER_DATABASE_URL": db_url,
             "TRANSMITTER_DATABASE_MIGRATE": "true",
-            "TRANSMITTER_MIGRATIONS_DIR": os.path.join(SOURCE_ROOT, "db"),
             "TRANSMITTER_DESTINATION_URL": self.receiver.url,
             "TRANSMITTER_TLS_CA_FILE": os.path.join(self.devenv["TLS_DIR"], "ca.pem"),
             "TRANSMITTER_AUTH_TOKEN_FILE": self.receiver.token_file,

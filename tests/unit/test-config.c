@@ -19,7 +19,6 @@
 #endif
 
 #define HOSTNAME "gw-1.example.net"
-#define MIGRATIONS "/usr/share/transmitter/db"
 #define TOKEN "s3cr3t-T0ken-value"
 
 static char tmpdir[64];
@@ -32,7 +31,6 @@ static int load_full(const char *file_text, char **env, const char *credentials_
                 .environ = env,
                 .credentials_dir = credentials_dir,
                 .hostname = HOSTNAME,
-                .migrations_dir_default = MIGRATIONS,
         };
         return config_load(&s, c, error);
 }
@@ -132,8 +130,7 @@ static const char default_format[] =
         "TRANSMITTER_CIRCUIT_RESET_TIMEOUT_S=60\n"
         "TRANSMITTER_LOG_LEVEL=INFO\n"
         "TRANSMITTER_SHUTDOWN_TIMEOUT_S=20\n"
-        "TRANSMITTER_INSTANCE_ID=" HOSTNAME "\n"
-        "TRANSMITTER_MIGRATIONS_DIR=" MIGRATIONS "\n";
+        "TRANSMITTER_INSTANCE_ID=" HOSTNAME "\n";
 
 Test(config, defaults) {
         char error[CONFIG_ERROR_MAX] = "x";
@@ -177,7 +174,7 @@ Test(config, defaults) {
         cr_expect_eq(c.log_level, LOG_INFO);
         cr_expect_eq(c.shutdown_timeout_s, 20);
         cr_expect_str_eq(c.instance_id, HOSTNAME);
-        cr_expect_str_eq(c.migrations_dir, MIGRATIONS);
+        cr_expect_eq(c.obsolete, 0);
         cr_expect_eq(config_prefetch(&c), 300);
 
         f = config_format(&c);
@@ -193,7 +190,7 @@ Test(config, setting_names_match_format) {
         size_t n = count_settings();
         Config c;
 
-        cr_expect_eq(n, 38);
+        cr_expect_eq(n, 37);
         for (size_t i = 0; i < n; i++) {
                 cr_expect_null(startswith(config_setting_names[i], "TRANSMITTER_"));
                 for (size_t j = 0; j < i; j++)
@@ -217,6 +214,45 @@ Test(config, setting_names_match_format) {
         config_done(&c);
 }
 
+/* MIGRATIONS_DIR went when the migrations moved into the binary: a configuration that still sets
+ * it, in the file or the environment and to any value, loads as if it did not, and says so once. */
+Test(config, obsolete_settings) {
+        char error[CONFIG_ERROR_MAX], names[256];
+        _cleanup_free_ char *plain = NULL, *f = NULL;
+        Config c;
+
+        cr_assert_eq(load(NULL, NULL, &c, error), 0, "%s", error);
+        cr_expect_eq(config_obsolete_names(&c, names, sizeof(names)), 0);
+        cr_expect_str_empty(names);
+        plain = config_format(&c);
+        cr_assert_not_null(plain);
+        config_done(&c);
+
+        cr_assert_eq(load("TRANSMITTER_MIGRATIONS_DIR=/usr/share/transmitter/db\n",
+                          (char *[]){ "TRANSMITTER_MIGRATIONS_DIR=", NULL }, &c, error),
+                     0, "%s", error);
+        cr_expect_eq(config_obsolete_names(&c, names, sizeof(names)), 1);
+        cr_expect_str_eq(names, "TRANSMITTER_MIGRATIONS_DIR (the migrations are built into the binary)");
+        cr_expect_eq(config_obsolete_names(&c, NULL, 0), 1);
+        cr_expect_eq(config_obsolete_names(&c, names, 12), 1);
+        cr_expect_str_eq(names, "TRANSMITTER");
+        f = config_format(&c);
+        cr_assert_not_null(f);
+        cr_expect_str_eq(f, plain, "an obsolete setting changed the configuration");
+        cr_expect_null(strstr(f, "MIGRATIONS_DIR"));
+        config_done(&c);
+
+        /* Not validated: whatever it was set to. */
+        cr_assert_eq(load("TRANSMITTER_MIGRATIONS_DIR='unbalanced\n", NULL, &c, error), 0, "%s", error);
+        cr_expect_eq(config_obsolete_names(&c, NULL, 0), 1);
+        config_done(&c);
+
+        /* Not an unknown variable either, which would be a second warning. */
+        cr_expect_eq(config_unknown_env((char *[]){ "TRANSMITTER_MIGRATIONS_DIR=/x", NULL }, names, sizeof(names)),
+                     0);
+        cr_expect_eq(config_setting_reloadable("MIGRATIONS_DIR"), false);
+}
+
 Test(config, null_sources_and_done) {
         char error[CONFIG_ERROR_MAX];
         Config c = { 0 };
@@ -231,27 +267,23 @@ Test(config, null_sources_and_done) {
         config_done(NULL);
 }
 
-Test(config, instance_id_and_migrations_dir) {
+Test(config, instance_id) {
         char error[CONFIG_ERROR_MAX];
         ConfigSources s = { .hostname = "host-a" };
         Config c;
 
         cr_assert_eq(config_load(&s, &c, error), 0, "%s", error);
         cr_expect_str_eq(c.instance_id, "host-a");
-        cr_expect_str_eq(c.migrations_dir, CONFIG_MIGRATIONS_DIR_FALLBACK);
         config_done(&c);
 
-        s.environ = (char *[]){ "TRANSMITTER_INSTANCE_ID=", "TRANSMITTER_MIGRATIONS_DIR=", NULL };
+        s.environ = (char *[]){ "TRANSMITTER_INSTANCE_ID=", NULL };
         cr_assert_eq(config_load(&s, &c, error), 0, "%s", error);
         cr_expect_str_eq(c.instance_id, "host-a");
-        cr_expect_str_eq(c.migrations_dir, CONFIG_MIGRATIONS_DIR_FALLBACK);
         config_done(&c);
 
-        s.environ = (char *[]){ "TRANSMITTER_INSTANCE_ID=gw-east-2", "TRANSMITTER_MIGRATIONS_DIR=/opt/db",
-                                NULL };
+        s.environ = (char *[]){ "TRANSMITTER_INSTANCE_ID=gw-east-2", NULL };
         cr_assert_eq(config_load(&s, &c, error), 0, "%s", error);
         cr_expect_str_eq(c.instance_id, "gw-east-2");
-        cr_expect_str_eq(c.migrations_dir, "/opt/db");
         config_done(&c);
 
         s.hostname = NULL;
@@ -633,7 +665,7 @@ Test(config, bad_values) {
                 const char *s = config_setting_names[j];
 
                 if (streq(s, "AUTH_TOKEN_FILE") || streq(s, "TLS_CERT_FILE") || streq(s, "TLS_KEY_FILE") ||
-                    streq(s, "MIGRATIONS_DIR") || streq(s, "RABBITMQ_CA_FILE"))
+                    streq(s, "RABBITMQ_CA_FILE"))
                         continue; /* same kind as TLS_CA_FILE; AUTH_TOKEN_FILE in the token tests */
                 cr_expect(covered[j], "no bad value for %s", s);
         }
@@ -1323,7 +1355,6 @@ Test(config, shipped_conf_file) {
         ConfigSources s = {
                 .file_name = CONF_FILE_PATH,
                 .hostname = HOSTNAME,
-                .migrations_dir_default = CONFIG_MIGRATIONS_DIR_FALLBACK,
         };
         Config c;
 
