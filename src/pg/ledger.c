@@ -142,10 +142,8 @@ static void close_connection(Ledger *l) {
         lookup_done(l);
         l->io = sd_event_source_disable_unref(l->io);
         l->io_fd = -EBADF;
-        if (l->conn) {
-                PQfinish(l->conn);
-                l->conn = NULL;
-        }
+        PQfinish(l->conn);
+        l->conn = NULL;
         /* Records of an unfinished round were not committed: they go again, in order. */
         l->round_size = l->round_results = 0;
         l->round_failed = false;
@@ -283,7 +281,7 @@ static void read_results(Ledger *l) {
         }
 
         for (bool after_null = false; l->round_size > 0 && !PQisBusy(l->conn);) {
-                PGresult *res = PQgetResult(l->conn);
+                _cleanup_(PQclearp) PGresult *res = PQgetResult(l->conn);
                 ExecStatusType st;
 
                 if (!res) {
@@ -297,7 +295,6 @@ static void read_results(Ledger *l) {
                 st = PQresultStatus(res);
                 switch (st) {
                 case PGRES_PIPELINE_SYNC:
-                        PQclear(res);
                         finish_round(l);
                         return;
                 case PGRES_COMMAND_OK:
@@ -322,7 +319,6 @@ static void read_results(Ledger *l) {
                         break;
                 }
                 }
-                PQclear(res);
         }
 
         if (PQstatus(l->conn) == CONNECTION_BAD)

@@ -11,85 +11,90 @@
 #define MIGRATION_LOCK_KEY "7416349817"
 
 static int exec_ok(PGconn *conn, const char *sql, const char *what) {
-        PGresult *res = PQexec(conn, sql);
+        _cleanup_(PQclearp) PGresult *res = PQexec(conn, sql);
         ExecStatusType st = PQresultStatus(res);
-        int r = 0;
 
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-                r = log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to %s: %s", what, PQresultErrorMessage(res));
-        PQclear(res);
-        return r;
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to %s: %s", what, PQresultErrorMessage(res));
+        return 0;
+}
+
+/* Whether transmitter.schema_migrations records the migration: 1 yes, 0 no. */
+static int migration_recorded(PGconn *conn, const Migration *m) {
+        _cleanup_(PQclearp) PGresult *res = PQexecParams(
+                conn, "SELECT 1 FROM transmitter.schema_migrations WHERE version = $1", 1, NULL,
+                (const char *[]) { m->name }, NULL, NULL, 0);
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to read transmitter.schema_migrations: %s",
+                                       PQresultErrorMessage(res));
+        return PQntuples(res) > 0;
+}
+
+/* The migration and its record, in one transaction: a failure leaves neither. */
+static int migration_apply(PGconn *conn, const Migration *m) {
+        int r;
+
+        r = exec_ok(conn, "BEGIN", "begin a transaction");
+        if (r < 0)
+                return r;
+        r = exec_ok(conn, m->sql, m->name);
+        if (r >= 0) {
+                _cleanup_(PQclearp) PGresult *res = PQexecParams(
+                        conn, "INSERT INTO transmitter.schema_migrations (version) VALUES ($1)", 1, NULL,
+                        (const char *[]) { m->name }, NULL, NULL, 0);
+
+                if (PQresultStatus(res) != PGRES_COMMAND_OK)
+                        r = log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to record migration %s: %s", m->name,
+                                            PQresultErrorMessage(res));
+        }
+        if (r < 0) {
+                (void) exec_ok(conn, "ROLLBACK", "roll back");
+                return r;
+        }
+        return exec_ok(conn, "COMMIT", "commit");
 }
 
 int migrate_database(const char *url, usec_t connect_timeout) {
         char timeout[24];
         const char *keys[] = { "dbname", "connect_timeout", "fallback_application_name", NULL };
         const char *values[] = { url, timeout, "transmitter-migrate", NULL };
+        _cleanup_(PQfinishp) PGconn *conn = NULL;
         size_t applied = 0;
-        PGconn *conn;
         int r;
 
         snprintf(timeout, sizeof timeout, "%" PRIu64, MAX(connect_timeout / USEC_PER_SEC, (usec_t) 1));
 
         conn = PQconnectdbParams(keys, values, 1);
-        if (PQstatus(conn) != CONNECTION_OK) {
-                r = log_error_errno(SYNTHETIC_ERRNO(ECONNREFUSED), "Failed to connect to PostgreSQL: %s", pq_error(conn));
-                goto finish;
-        }
+        if (PQstatus(conn) != CONNECTION_OK)
+                return log_error_errno(SYNTHETIC_ERRNO(ECONNREFUSED), "Failed to connect to PostgreSQL: %s",
+                                       pq_error(conn));
         (void) PQsetNoticeProcessor(conn, pq_notice_to_debug, NULL);
 
-        if ((r = exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", "take the migration lock")) < 0 ||
-            (r = exec_ok(conn,
-                         "CREATE SCHEMA IF NOT EXISTS transmitter; "
-                         "CREATE TABLE IF NOT EXISTS transmitter.schema_migrations ("
-                         "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-                         "create transmitter.schema_migrations")) < 0)
-                goto finish;
+        r = exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATION_LOCK_KEY ")", "take the migration lock");
+        if (r < 0)
+                return r;
+        r = exec_ok(conn,
+                    "CREATE SCHEMA IF NOT EXISTS transmitter; "
+                    "CREATE TABLE IF NOT EXISTS transmitter.schema_migrations ("
+                    "version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                    "create transmitter.schema_migrations");
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < migrations_count; i++) {
-                const Migration *m = &migrations[i];
-                PGresult *res;
-                bool done;
-
-                res = PQexecParams(conn, "SELECT 1 FROM transmitter.schema_migrations WHERE version = $1", 1, NULL,
-                                   (const char *[]) { m->name }, NULL, NULL, 0);
-                if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                        r = log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to read transmitter.schema_migrations: %s",
-                                            PQresultErrorMessage(res));
-                        PQclear(res);
-                        goto finish;
-                }
-                done = PQntuples(res) > 0;
-                PQclear(res);
-                if (done)
+                r = migration_recorded(conn, &migrations[i]);
+                if (r < 0)
+                        return r;
+                if (r > 0)
                         continue;
-
-                if ((r = exec_ok(conn, "BEGIN", "begin a transaction")) < 0)
-                        goto finish;
-                if ((r = exec_ok(conn, m->sql, m->name)) < 0) {
-                        (void) exec_ok(conn, "ROLLBACK", "roll back");
-                        goto finish;
-                }
-                res = PQexecParams(conn, "INSERT INTO transmitter.schema_migrations (version) VALUES ($1)", 1, NULL,
-                                   (const char *[]) { m->name }, NULL, NULL, 0);
-                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                        r = log_error_errno(SYNTHETIC_ERRNO(EIO), "Failed to record migration %s: %s", m->name,
-                                            PQresultErrorMessage(res));
-                        PQclear(res);
-                        (void) exec_ok(conn, "ROLLBACK", "roll back");
-                        goto finish;
-                }
-                PQclear(res);
-                if ((r = exec_ok(conn, "COMMIT", "commit")) < 0)
-                        goto finish;
-                log_info("Applied migration %s", m->name);
+                r = migration_apply(conn, &migrations[i]);
+                if (r < 0)
+                        return r;
+                log_info("Applied migration %s", migrations[i].name);
                 applied++;
         }
         log_info("Database schema is up to date (%zu migration(s) applied now, %zu in all)", applied,
                  migrations_count);
-        r = 0;
-
-finish:
-        PQfinish(conn);
-        return r;
+        return 0;
 }

@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* What the files of src/pg share about libpq. */
+/* What the files of src/pg share about libpq: cleanup helpers (PQfinish() and PQclear() accept
+ * NULL), the error message, the notice processor. */
 
 #include <libpq-fe.h>
 
 #include "util/util.h"
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(PGconn *, PQfinish);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PGresult *, PQclear);
 
 /* The connection's error message, or a generic one when libpq has none (conn may be NULL). */
 const char *pq_error(PGconn *conn);
