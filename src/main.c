@@ -93,9 +93,15 @@ int main(int argc, char *argv[]) {
         }
 
         if (migrate) {
-                r = migrate_database(config->database_url, (usec_t) config->connect_timeout_s * USEC_PER_SEC);
+                char why[MIGRATE_ERROR_MAX];
+
+                r = migrate_database(config->database_url, (usec_t) config->connect_timeout_s * USEC_PER_SEC, why);
                 config_free(config);
-                return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+                if (r < 0) {
+                        log_error_errno(r, "%s", why);
+                        return EXIT_FAILURE;
+                }
+                return EXIT_SUCCESS;
         }
 
         r = sender_global_init();

@@ -266,10 +266,13 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 return log_error_errno(r, "Failed to set up metrics: %s", STRERROR(r));
 
         if (d->config->database_migrate) {
-                r = migrate_database(d->config->database_url, (usec_t) d->config->connect_timeout_s * USEC_PER_SEC);
+                char error[MIGRATE_ERROR_MAX];
+
+                r = migrate_database(d->config->database_url, (usec_t) d->config->connect_timeout_s * USEC_PER_SEC,
+                                     error);
                 if (r < 0)
-                        log_warning("Migrations were not applied (%s); the service goes on and retries its writes",
-                                    strerror(-r));
+                        log_warning_errno(r, "Migrations were not applied, the service goes on and retries its "
+                                          "writes: %s", error);
         }
 
         r = pipeline_new(d->event, d->config, d->telemetry, &d->pipeline);

@@ -153,19 +153,9 @@ static void connection_lost(Ledger *l, const char *why) {
         char message[512];
         const char *m;
 
-        /* why is mostly PQerrorMessage(), which lives in the connection closed below. It may
-         * span lines ("...failed: Connection refused\n\tIs the server running..."): one log line. */
+        /* why is mostly PQerrorMessage(), which lives in the connection closed below. */
         snprintf(message, sizeof message, "%s", why);
-        {
-                char *w = message;
-                for (const char *c = message; *c; c++) {
-                        bool space = *c == '\n' || *c == '\t' || *c == ' ';
-                        if (!space || (w > message && w[-1] != ' '))
-                                *w++ = space ? ' ' : *c;
-                }
-                *w = '\0';
-        }
-        m = strstrip(message);
+        m = pq_one_line(message);
         close_connection(l);
         l->reconnects += l->state == LEDGER_CONNECTED;
         set_state(l, LEDGER_DISCONNECTED, m);

@@ -2,14 +2,15 @@
 """transmitter --migrate from the build tree, with no migrations directory anywhere: the migrations of
 db/ are built into the binary. A fresh database gets the whole schema and one schema_migrations row per
 file of db/; a second run applies nothing; the obsolete TRANSMITTER_MIGRATIONS_DIR is ignored with one
-warning."""
+warning. A failed migration is logged once, by --migrate and by a daemon with DATABASE_MIGRATE=true
+that goes on without it."""
 
 import os
 import re
 import subprocess
 import tempfile
 
-from harness import SOURCE_ROOT, TRANSMITTER_BIN, check, log, main
+from harness import SOURCE_ROOT, TRANSMITTER_BIN, check, free_port, log, main
 
 COLUMNS = ["completed_at", "created_at", "destination_url", "error_message", "http_status", "id", "instance",
            "item_count", "payload_size", "retry_count", "sent_at", "status"]
@@ -73,6 +74,24 @@ def body(case):
     check(r.returncode == 0, "with the obsolete TRANSMITTER_MIGRATIONS_DIR set, --migrate still succeeds")
     check(len(warnings) == 1 and "obsolete" in warnings[0], f"with one warning naming it obsolete: {warnings}")
     check("/nonexistent" not in r.stdout, "and the directory is not read")
+
+
+    # Nothing listens there: the failure is one line, with libpq's reason and without the password.
+    closed = f"postgresql://discovery:pw-not-shown@127.0.0.1:{free_port()}/nothing"
+    r = migrate(case, TRANSMITTER_DATABASE_URL=closed)
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    check(r.returncode == 1, f"--migrate against a closed port exits 1 (got {r.returncode})")
+    check(len(lines) == 1 and "Failed to connect to PostgreSQL" in lines[0] and "refused" in lines[0],
+          f"and logs the failure once, with its reason: {lines}")
+    check("pw-not-shown" not in r.stdout, "without the password")
+
+    t = case.transmitter(DATABASE_URL=closed)  # DATABASE_MIGRATE=true is the harness's default
+    t.start()
+    t.stop()
+    failures = [l for l in t.log_text().splitlines() if "igration" in l]
+    check(len(failures) == 1 and "not applied" in failures[0] and "Failed to connect to PostgreSQL" in failures[0],
+          f"a daemon with DATABASE_MIGRATE=true logs the failure once, and goes on: {failures}")
+    check("pw-not-shown" not in t.log_text(), "without the password")
 
 
 if __name__ == "__main__":
