@@ -218,7 +218,8 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Daemon *, daemon_free);
 
 int daemon_run(Config *config, const char *config_path, bool config_path_explicit) {
         _cleanup_(daemon_freep) Daemon *d = NULL;
-        int listen_fd = -EBADF, r;
+        _cleanup_close_ int listen_fd = -EBADF;
+        int r;
         sigset_t mask;
 
         d = calloc(1, sizeof *d);
@@ -276,10 +277,8 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
         }
 
         r = pipeline_new(d->event, d->config, d->telemetry, &d->pipeline);
-        if (r < 0) {
-                safe_close(listen_fd);
+        if (r < 0)
                 return log_error_errno(r, "Failed to set up the pipeline: %s", STRERROR(r));
-        }
 
         d->api_context = (ApiContext) {
                 .pipeline = d->pipeline,
@@ -288,7 +287,7 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 .started_at = now(CLOCK_MONOTONIC),
                 .stopping = &d->stopping,
         };
-        r = api_new(d->event, listen_fd, api_routes, &d->api_context, &d->api);
+        r = api_new(d->event, TAKE_FD(listen_fd), api_routes, &d->api_context, &d->api);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the HTTP API: %s", STRERROR(r));
 
