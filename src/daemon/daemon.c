@@ -38,7 +38,6 @@ typedef struct Daemon {
         ApiContext api_context;
         sd_event_source *status_timer;
         bool stopping;
-        int exit_code;
 } Daemon;
 
 static void update_status(Daemon *d) {
@@ -65,7 +64,7 @@ static void on_stopped(Pipeline *p, bool clean, void *userdata) {
         Daemon *d = userdata;
 
         log_info("Stopped%s", clean ? ": everything in flight was settled" : " at the shutdown timeout");
-        (void) sd_event_exit(d->event, d->exit_code);
+        (void) sd_event_exit(d->event, EXIT_SUCCESS);
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -73,7 +72,7 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
 
         if (d->stopping) {
                 log_notice("Second %s: exiting now; unsettled events go back to the queue", strsignal((int) si->ssi_signo));
-                return sd_event_exit(d->event, d->exit_code);
+                return sd_event_exit(d->event, EXIT_SUCCESS);
         }
         d->stopping = true;
         log_info("Received %s: stopping consumption, sending the open batch, waiting up to %us",
