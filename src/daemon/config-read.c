@@ -18,7 +18,7 @@ int config_read(const char *path, bool path_explicit, Config **ret, char error[s
 
         r = read_full_file(path, CONFIG_FILE_SIZE_MAX, &text, NULL);
         if (r < 0 && (r != -ENOENT || path_explicit)) {
-                snprintf(error, CONFIG_ERROR_MAX, "%s: cannot be read: %s", path, strerror(-r));
+                snprintf(error, CONFIG_ERROR_MAX, "%s: cannot be read: %s", path, STRERROR(r));
                 return -EINVAL;
         }
 

@@ -88,7 +88,7 @@ static void check_finished(Sender *s) {
                         /* curl 7.88 says "Couldn't connect to server" twice over; the operator
                          * wants to know whether it was refused, unreachable or timed out. */
                         if (curl_easy_getinfo(t->easy, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno > 0)
-                                snprintf(why, sizeof why, " (%s)", strerror((int) os_errno));
+                                snprintf(why, sizeof why, " (%s)", STRERROR((int) os_errno));
                         res->http_status = 0;
                         snprintf(res->error, sizeof res->error, "%s%s%s%s", curl_easy_strerror(msg->data.result),
                                  t->error_buffer[0] ? ": " : "", t->error_buffer, why);
