@@ -29,7 +29,6 @@ struct Sender {
         bool allow_insecure_http;
         usec_t request_timeout, connect_timeout;
         Transfer *running;
-        unsigned n_running;
         CURL *idle_easy; /* one handle kept for reuse: keeps its TLS session cache warm */
 };
 
@@ -55,7 +54,6 @@ static void unlink_transfer(Sender *s, Transfer *t) {
         for (Transfer **p = &s->running; *p; p = &(*p)->next)
                 if (*p == t) {
                         *p = t->next;
-                        s->n_running--;
                         return;
                 }
 }
@@ -298,7 +296,6 @@ int sender_post(Sender *s, const char *batch_id, const void *payload, size_t siz
         }
         t->next = s->running;
         s->running = t;
-        s->n_running++;
         return 0;
 }
 
@@ -404,10 +401,6 @@ int sender_set_max_connections(Sender *s, unsigned n) {
 void sender_set_timeouts(Sender *s, usec_t request_timeout, usec_t connect_timeout) {
         s->request_timeout = request_timeout;
         s->connect_timeout = connect_timeout;
-}
-
-unsigned sender_active(const Sender *s) {
-        return s->n_running;
 }
 
 int sender_global_init(void) {

@@ -54,5 +54,3 @@ int sender_set_max_connections(Sender *s, unsigned n);
 /* POSTs payload (which must stay valid until the callback) with the headers of DESIGN §3. */
 int sender_post(Sender *s, const char *batch_id, const void *payload, size_t size, SenderCallback callback,
                 void *userdata);
-
-unsigned sender_active(const Sender *s);
