@@ -330,7 +330,12 @@ int sender_new(sd_event *e, const SenderSettings *settings, Sender **ret) {
         if (!s->multi)
                 return -ENOMEM;
 
-        r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_timer, s);
+        /* Accuracy 1 µs, not 0: 0 means sd-event's default of 250 ms, within which it may move the
+         * wake-up to coalesce it with others, and curl asks for 0 ms timeouts to start a transfer
+         * it was just given (and short ones during a connect). With the default every POST could
+         * wait up to a quarter of a second before its first byte. (systemd's curl-util.c passes 0:
+         * a download tool does not mind.) */
+        r = sd_event_add_time(e, &s->timer, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_timer, s);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
