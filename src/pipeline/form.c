@@ -23,13 +23,17 @@ static int encode_batch(Pipeline *p, Batch *b) {
                 p->scratch_size = b->n;
         }
 
-        batch_id_begin(&idb);
+        (void) batch_id_begin(&idb); /* a failure sticks to the builder: batch_id_end() returns it */
         for (size_t i = 0; i < b->n; i++) {
                 const AmqpDelivery *d = b->deliveries[i];
                 batch_id_add(&idb, d->event_id, d->event_id_len, d->body, d->body_size);
                 p->scratch[i] = (struct iovec) { .iov_base = (void *) d->body, .iov_len = d->body_size };
         }
-        batch_id_end(&idb, &id);
+        /* Without its own id a batch must not go out: the key is what makes a re-formed batch a
+         * duplicate the destination can drop. Its events go back to the broker. */
+        r = batch_id_end(&idb, &id);
+        if (r < 0)
+                return r;
         uuid_to_string(&id, b->id);
 
         r = envelope_encode(p->envelope, b->id, p->scratch, b->n, &b->payload, &b->raw_size);
