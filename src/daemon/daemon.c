@@ -37,6 +37,7 @@ typedef struct Daemon {
         Api *api;
         ApiContext api_context;
         sd_event_source *status_timer;
+        sd_event_source *signals[3];
         bool stopping;
 } Daemon;
 
@@ -52,6 +53,12 @@ static void update_status(Daemon *d) {
         else
                 status_line(&s, line, sizeof line);
         notify_status(line);
+}
+
+/* strsignal() may format into a static buffer; the loop is not the only thread. */
+static const char *signal_name(int signo) {
+        const char *s = sigdescr_np(signo);
+        return s ? s : "a signal";
 }
 
 static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -71,12 +78,12 @@ static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, v
         Daemon *d = userdata;
 
         if (d->stopping) {
-                log_notice("Second %s: exiting now; unsettled events go back to the queue", strsignal((int) si->ssi_signo));
+                log_notice("Second %s: exiting now; unsettled events go back to the queue", signal_name((int) si->ssi_signo));
                 return sd_event_exit(d->event, EXIT_SUCCESS);
         }
         d->stopping = true;
         log_info("Received %s: stopping consumption, sending the open batch, waiting up to %us",
-                 strsignal((int) si->ssi_signo), d->config->shutdown_timeout_s);
+                 signal_name((int) si->ssi_signo), d->config->shutdown_timeout_s);
         notify_stopping("stopping: sending what is in flight");
         /* The drain's own bound is authoritative: should SHUTDOWN_TIMEOUT_S exceed TimeoutStopSec=,
          * systemd waits for it rather than SIGKILL a drain that is still settling events. (This
@@ -209,6 +216,8 @@ static Daemon *daemon_free(Daemon *d) {
         pipeline_free(d->pipeline);
         telemetry_free(d->telemetry);
         sd_event_source_disable_unref(d->status_timer);
+        for (size_t i = 0; i < ELEMENTSOF(d->signals); i++)
+                sd_event_source_disable_unref(d->signals[i]);
         sd_event_unref(d->event);
         config_free(d->config);
         return mfree(d);
@@ -244,10 +253,25 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
         r = sd_event_default(&d->event);
         if (r < 0)
                 return log_error_errno(r, "Failed to create the event loop: %s", STRERROR(r));
-        if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_terminate, d)) < 0 ||
-            (r = sd_event_add_signal(d->event, NULL, SIGINT, on_terminate, d)) < 0 ||
-            (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_reload, d)) < 0)
-                return log_error_errno(r, "Failed to watch signals: %s", STRERROR(r));
+        {
+                static const struct {
+                        int signo;
+                        sd_event_signal_handler_t handler;
+                        const char *name;
+                } watched[] = {
+                        { SIGTERM, on_terminate, "signal-term" },
+                        { SIGINT, on_terminate, "signal-int" },
+                        { SIGHUP, on_reload, "signal-hup" },
+                };
+                _Static_assert(ELEMENTSOF(watched) == ELEMENTSOF(d->signals), "one source per watched signal");
+
+                for (size_t i = 0; i < ELEMENTSOF(watched); i++) {
+                        r = sd_event_add_signal(d->event, &d->signals[i], watched[i].signo, watched[i].handler, d);
+                        if (r < 0)
+                                return log_error_errno(r, "Failed to watch signals: %s", STRERROR(r));
+                        (void) sd_event_source_set_description(d->signals[i], watched[i].name);
+                }
+        }
         r = sd_event_set_watchdog(d->event, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %s", STRERROR(r));
@@ -298,6 +322,7 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                                        on_status_timer, d);
         if (r < 0)
                 return log_error_errno(r, "Failed to arm the status timer: %s", STRERROR(r));
+        (void) sd_event_source_set_description(d->status_timer, "status-timer");
         (void) sd_event_source_set_enabled(d->status_timer, SD_EVENT_ON);
 
         {
