@@ -2,7 +2,7 @@
 #pragma once
 
 /* The RabbitMQ adapter. rabbitmq-c 0.11 blocks in login, in reading a message body and in
- * some sends (DESIGN §11), so the connection lives on a thread of its own (amqp/session.c).
+ * some sends (architecture §11), so the connection lives on a thread of its own (amqp/session.c).
  * The thread and the event loop talk only through two mailboxes (util/mailbox.h): events
  * (deliveries, connection changes, dead-letter results) go to the loop, commands (acks,
  * nacks, dead-letter publishes, cancel) go to the thread. No rabbitmq-c type shows here.

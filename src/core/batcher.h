@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The flush rules of DESIGN §4 for the batch being filled: count, bytes of the raw envelope,
+/* The flush rules of architecture §4 for the batch being filled: count, bytes of the raw envelope,
  * and age of its first event. It holds opaque items; time is passed in. */
 
 #include "util/util.h"

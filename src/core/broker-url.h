@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The broker's URLs: RABBITMQ_URL is a comma-separated list of AMQP URIs (DESIGN §10). Pure, so
+/* The broker's URLs: RABBITMQ_URL is a comma-separated list of AMQP URIs (architecture §10). Pure, so
  * that the configuration checks a list with the very parser the AMQP thread connects with (the
  * core may not link rabbitmq-c). Owns parsing only: which URL is used when is the consumer's.
  *

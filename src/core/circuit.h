@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The circuit breaker of DESIGN §5, with time passed in. */
+/* The circuit breaker of architecture §5, with time passed in. */
 
 #include "util/util.h"
 

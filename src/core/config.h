@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Configuration (DESIGN §7): built-in defaults < the file (KEY=VALUE) < the environment.
+/* Configuration (architecture §7): built-in defaults < the file (KEY=VALUE) < the environment.
  * The caller hands in the file's text and the environment and gets a validated Config or
  * one clear error line. Pure but for one thing: the token is read from AUTH_TOKEN_FILE or
  * the credential "auth-token", because a reload must pick up a rotated token. */

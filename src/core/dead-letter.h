@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Why a message is dead-lettered: the x-transmitter-reason it carries (DESIGN §5). */
+/* Why a message is dead-lettered: the x-transmitter-reason it carries (architecture §5). */
 
 #include "util/util.h"
 

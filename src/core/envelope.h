@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The wire body (DESIGN §3): gzip({"batch_id":"<uuid>","discoveries":[<body>,<body>,...]}),
+/* The wire body (architecture §3): gzip({"batch_id":"<uuid>","discoveries":[<body>,<body>,...]}),
  * the bodies spliced in verbatim. The bodies are compressed where they lie: the raw
  * envelope is never assembled in memory. */
 

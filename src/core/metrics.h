@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* A Prometheus metrics registry and its text exposition (format 0.0.4, DESIGN §8). Pure: no sockets,
+/* A Prometheus metrics registry and its text exposition (format 0.0.4, architecture §8). Pure: no sockets,
  * the HTTP adapter hands metrics_format() a Buffer. Not thread-safe: it lives on the event loop.
  *
  * Families are counters and gauges (unlabelled, or with one label whose values are series created on

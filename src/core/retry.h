@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* What an answer from the destination means, and when to try again (DESIGN §5). */
+/* What an answer from the destination means, and when to try again (architecture §5). */
 
 #include "util/util.h"
 

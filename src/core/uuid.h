@@ -24,7 +24,7 @@ int uuid5(const Uuid *namespace, const void *name, size_t size, Uuid *ret);
 char *uuid_to_string(const Uuid *u, char buf[static UUID_STRING_MAX]);
 int uuid_from_string(const char *s, Uuid *ret);
 
-/* Batch ids (DESIGN §2): version 5 in UUID_NAMESPACE_TRANSMITTER over the events in order;
+/* Batch ids (architecture §2): version 5 in UUID_NAMESPACE_TRANSMITTER over the events in order;
  * each event contributes its "id" followed by '\n', or, when it has none,
  * "sha1:<40 hex digits of the body's SHA-1>\n".
  *

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* The routes of the HTTP API (DESIGN §8), and the snapshot of the daemon's state that they and
+/* The routes of the HTTP API (architecture §8), and the snapshot of the daemon's state that they and
  * STATUS= are made from. */
 
 #include "api/server.h"

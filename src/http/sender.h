@@ -51,6 +51,6 @@ void sender_set_timeouts(Sender *s, usec_t request_timeout, usec_t connect_timeo
 /* At most n connections to the destination (MAX_IN_FLIGHT). */
 int sender_set_max_connections(Sender *s, unsigned n);
 
-/* POSTs payload (which must stay valid until the callback) with the headers of DESIGN §3. */
+/* POSTs payload (which must stay valid until the callback) with the headers of architecture §3. */
 int sender_post(Sender *s, const char *batch_id, const void *payload, size_t size, SenderCallback callback,
                 void *userdata);

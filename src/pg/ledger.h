@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #pragma once
 
-/* Batch tracking in PostgreSQL (DESIGN §6), never blocking the loop: libpq non-blocking,
+/* Batch tracking in PostgreSQL (architecture §6), never blocking the loop: libpq non-blocking,
  * pipeline mode. Records are kept in memory, in order, until PostgreSQL has committed
  * them; each record's callback runs after its commit, which is where acks come from.
  * While the database is away, records wait and are written in order on reconnect. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Deliveries in, batches out (DESIGN §4): each message checked once, added to the batch being
+/* Deliveries in, batches out (architecture §4): each message checked once, added to the batch being
  * filled, which is flushed by count, bytes or age, given its id and encoded, and recorded
  * 'pending'. Sends nothing and settles nothing itself: invalid messages and batches that cannot
  * be formed go to settle.c, formed batches wait in the list for send.c. */

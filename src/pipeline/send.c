@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Batches out (DESIGN §5): the send slots, the circuit breaker, the requests, and carrying out
+/* Batches out (architecture §5): the send slots, the circuit breaker, the requests, and carrying out
  * what core/verdict.h decides at every moment of a batch — send, hold, retry, split, finish.
  * Decides nothing itself; the logs and counters of each outcome are written here. */
 #include <inttypes.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The end of a batch and of its deliveries: the final row, and once PostgreSQL committed it,
- * each delivery settled (DESIGN §2: nothing is acked that the ledger does not show). The only
+ * each delivery settled (architecture §2: nothing is acked that the ledger does not show). The only
  * file that acks, rejects, dead-letters or frees a delivery. */
 #include <assert.h>
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sends hand-made batches to a destination the way transmitter does (DESIGN.md §3): for poking
+"""Sends hand-made batches to a destination the way transmitter does (architecture §3): for poking
 the test receiver by hand, in tests, and to measure its requests/s.
 
   post_batch.py --url https://127.0.0.1:PORT/v1/discovery --cacert ca.pem --token demo-token \

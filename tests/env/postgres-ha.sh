@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throw-away PostgreSQL 15 primary with a synchronous streaming standby (DESIGN §10), no systemd,
+# A throw-away PostgreSQL 15 primary with a synchronous streaming standby (architecture §10), no systemd,
 # whole state in DIR.
 #
 #   tests/env/postgres-ha.sh up      DIR   start what is not running (idempotent): the primary, a

@@ -101,7 +101,7 @@ static void reopen_channel(amqp_connection_state_t conn) {
         check_rpc(conn, "channel.open");
 }
 
-/* What the daemon declares at every connect (DESIGN.md §5). */
+/* What the daemon declares at every connect (architecture §5). */
 static void declare_topology(amqp_connection_state_t conn, const struct options *o) {
         char dead[512], buf[512];
         amqp_rpc_reply_t r;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A throw-away three-node RabbitMQ cluster on this machine (DESIGN §10), no systemd, whole state in DIR.
+# A throw-away three-node RabbitMQ cluster on this machine (architecture §10), no systemd, whole state in DIR.
 #
 #   tests/env/rabbitmq-cluster.sh up     DIR     start what is not running (idempotent), join the
 #                                                nodes into one cluster, write DIR/env

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Test HTTPS destination for transmitter (python3 stdlib only).
 
-It plays the external discovery API of DESIGN.md §3: every POST must carry
+It plays the external discovery API of architecture §3: every POST must carry
   Authorization: Bearer <token>      (when a token is configured; else 401)
   Content-Type: application/json     (else 415)
   Content-Encoding: gzip             (else 415)

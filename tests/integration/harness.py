@@ -538,7 +538,7 @@ class Case:
 
     def another_transmitter(self, name, **settings):
         """One more transmitter on the same queue, database and receiver (competing consumers,
-        DESIGN §10): its own API port, INSTANCE_ID and log file (transmitter-NAME.log)."""
+        architecture §10): its own API port, INSTANCE_ID and log file (transmitter-NAME.log)."""
         settings.setdefault("SERVER_PORT", free_port())
         settings.setdefault("INSTANCE_ID", f"{self.base_settings['TRANSMITTER_INSTANCE_ID']}-{name}")
         t = self.transmitter(**settings)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The HTTP API after real traffic (DESIGN §8): 1,000 events of which 4 are refused by the destination
+"""The HTTP API after real traffic (architecture §8): 1,000 events of which 4 are refused by the destination
 (400, split down to themselves), 3 bodies that are not JSON and 1 empty body. Then:
 - /metrics parses, promtool check metrics finds nothing, every family has HELP and TYPE, and the counters
   equal what the receiver and PostgreSQL saw (events, batches by outcome, requests by code, bytes,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The HTTP API under abuse (DESIGN §8 "bounded connections and timeouts").
+"""The HTTP API under abuse (architecture §8 "bounded connections and timeouts").
 
 1. The limits refuse: a 33rd connection from one address is closed unanswered while other addresses
    are served; with 128 connections held (from four addresses) the next client waits in the listen

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""/ready follows the peers (DESIGN §8, §9): 200 with every check named while RabbitMQ and PostgreSQL
+"""/ready follows the peers (architecture §8, §9): 200 with every check named while RabbitMQ and PostgreSQL
 are up; 503 naming rabbitmq (and why) once the broker is stopped, 200 again once it is back; the same
 for the database. /health stays 200 and fast throughout, /metrics' transmitter_up{peer} and the
 reconnect counters follow, and /api/v1/stats shows the connection states.

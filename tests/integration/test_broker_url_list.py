@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""RABBITMQ_URL as a comma-separated list (DESIGN §10, issue 12): the daemon connects with the
+"""RABBITMQ_URL as a comma-separated list (architecture §10, issue 12): the daemon connects with the
 parser the configuration checked the list with. Before, a list passed --check-config and the
 consumer then logged "cannot parse RABBITMQ_URL" for ever. For now the first URL is the one used;
 moving on to the next when the node is lost comes with the broker failover work."""

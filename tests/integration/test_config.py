@@ -54,7 +54,7 @@ def body(case):
         check(r.returncode == 78 and name in r.stderr, f"{name} with a mis-encoded password: exit 78")
         check(pw not in r.stdout + r.stderr, f"... and its line does not show the password: {r.stderr.strip()}")
 
-    # RABBITMQ_URL lists (DESIGN §10): a bad item is named by its position and text, its password not
+    # RABBITMQ_URL lists (architecture §10): a bad item is named by its position and text, its password not
     # shown; and the daemon refuses to start with it instead of retrying "cannot parse" for ever.
     for url, needle in (("amqp://u:pw1@h1/,amqp://u:pw2@h2:99999/", "item 2 (amqp://u:***@h2:99999/)"),
                         ("amqp://u:pw1@h1/,amqps://u:pw2@h2/", "item 2 (amqps://u:***@h2/): amqp:// and amqps:// mixed"),

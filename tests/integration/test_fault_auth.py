@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The destination refuses the token with 401 (DESIGN §5): retriable, never dead-lettered; logged at
+"""The destination refuses the token with 401 (architecture §5): retriable, never dead-lettered; logged at
 error level as a token problem; the circuit opens; a batch whose attempts are spent while nothing
 gets through is held, not returned to the queue (§12: an outage must not spend the delivery
 limit). Once the token file is fixed and SIGHUP sent, everything is delivered with the new token."""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Broker loss (DESIGN §2, §11): (1) RabbitMQ restarted mid-stream, (2) RabbitMQ frozen with SIGSTOP
+"""Broker loss (architecture §2, §11): (1) RabbitMQ restarted mid-stream, (2) RabbitMQ frozen with SIGSTOP
 for 20 s mid-stream, (3) SIGTERM while RabbitMQ is frozen. The transmitter notices (heartbeats),
 reconnects with capped backoff, /health keeps answering within 1 s throughout, deliveries of the
 old channel are never acked on the new one (the broker redelivers them: duplicates, printed), a

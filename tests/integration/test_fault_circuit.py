@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Destination answers 503 for 30 s, then 200 (DESIGN §5): the circuit breaker opens after
+"""Destination answers 503 for 30 s, then 200 (architecture §5): the circuit breaker opens after
 CIRCUIT_FAILURE_THRESHOLD consecutive failures (/ready 503, transmitter_circuit_state 1, the
 "Circuit breaker opened" log line); while it is open no request reaches the receiver (its request
 log proves it), after CIRCUIT_RESET_TIMEOUT_S exactly one probe goes out; once the destination
@@ -142,7 +142,7 @@ def straggler(case):
 
 def stop_while_open(case):
     """SIGTERM while the circuit is open: the batches waiting for it go back to the queue at once
-    (DESIGN §9), instead of holding the shutdown until SHUTDOWN_TIMEOUT_S."""
+    (architecture §9), instead of holding the shutdown until SHUTDOWN_TIMEOUT_S."""
     case.receiver.clear_faults()
     case.receiver.fault(status=503)
     ids = case.publish(150, prefix="stop")  # three batches: two take the send slots, one waits

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two transmitters on the same queue (competing consumers, DESIGN §10), one killed with -9
+"""Two transmitters on the same queue (competing consumers, architecture §10), one killed with -9
 mid-stream: the broker gives the killed one's unacked messages to the other, and every event is
 delivered. Each row names the instance that wrote it; when the killed instance starts again, the
 rows it left unfinished are marked failed 'interrupted' (or were taken over by a batch of the

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PostgreSQL stopped for 20 s mid-stream (DESIGN §6): batches already formed may still be delivered,
+"""PostgreSQL stopped for 20 s mid-stream (architecture §6): batches already formed may still be delivered,
 but their rows wait in memory and their acks wait for the commit; consumption pauses once the
 prefetch window is full; on reconnect the rows are written in order and the acks follow. Nothing
 is lost, every batch the receiver accepted has its row afterwards, and no event is acked before

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Database failover (DESIGN §6, §10; issue 12 item 5): a PostgreSQL primary with a synchronous
+"""Database failover (architecture §6, §10; issue 12 item 5): a PostgreSQL primary with a synchronous
 standby of the test's own (tests/env/postgres-ha.sh). Mid-flow the primary is killed (kill -9 of
 the postmaster and every backend) and the standby promoted a second later. Two daemons write to
 it, each with both hosts and target_session_attrs=read-write: one with a URL naming the hosts

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Transport faults of the destination (DESIGN §5: connection errors, TLS errors and timeouts are
+"""Transport faults of the destination (architecture §5: connection errors, TLS errors and timeouts are
 retriable): (1) slower than REQUEST_TIMEOUT_S, (2) its port closed, (3) a certificate from another
 CA. Each is retried and logged with a clear reason, nothing is dead-lettered, and everything is
 delivered once the destination is healthy again. The receiver is restarted between phases (its

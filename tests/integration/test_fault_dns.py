@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A slow DNS server for the database's host name (DESIGN §11: the loop never waits on the
+"""A slow DNS server for the database's host name (architecture §11: the loop never waits on the
 network). libpq looks host names up with a blocking getaddrinfo() inside PQconnectPoll(); the
 daemon must look them up elsewhere, so /health answers within 1 s while every lookup takes
 LOOKUP_S, at start and at each reconnect. Then a name the DNS does not know: /ready says why,

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """kill -9 of the transmitter at random moments while it works through 50,000 events, restarted each
-time (DESIGN §2: a crash at any moment loses nothing, unacked messages are redelivered): every event
+time (architecture §2: a crash at any moment loses nothing, unacked messages are redelivered): every event
 is delivered; the duplicates are counted and printed; at each start the rows the killed instance
 left 'pending' or 'sending' become 'failed' ("interrupted"); the queue ends empty and fully acked.
 FAULT_KILL_SEED=N repeats a run's kill moments."""

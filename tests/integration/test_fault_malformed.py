@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Malformed messages mixed into a valid stream (DESIGN §4, §5): empty, not JSON, not an object,
+"""Malformed messages mixed into a valid stream (architecture §4, §5): empty, not JSON, not an object,
 invalid UTF-8, larger than BATCH_MAX_BYTES (20 MiB), binary. Each is dead-lettered at once to
 <queue>.dead with its body, properties and x-transmitter-reason; the service keeps running; the
 valid events are delivered exactly once, unaffected; the counts per reason show in stats and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Retry-After (DESIGN §5): a 429 with "Retry-After: 2" makes the next attempt come no earlier
+"""Retry-After (architecture §5): a 429 with "Retry-After: 2" makes the next attempt come no earlier
 than 2 s later (the backoff alone would be 1 s); an HTTP-date is honoured as well; a value past
 RETRY_MAX_DELAY_S is capped at it. Every attempt carries the same batch id (Idempotency-Key)."""
 

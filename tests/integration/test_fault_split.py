@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Halving of refused batches (DESIGN §5). Phase 1: the destination answers 400 to every batch
+"""Halving of refused batches (architecture §5). Phase 1: the destination answers 400 to every batch
 holding a marker event: batches are split in halves down to single events, so that only the
 marker events end in <queue>.dead, with x-transmitter-reason http_400, x-transmitter-http-status
 and x-transmitter-batch-id; the refused batches' rows are 'failed' with http_status 400 and the

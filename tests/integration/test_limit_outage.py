@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A destination outage on a quorum queue with a delivery limit of 4 (DESIGN §12): the
+"""A destination outage on a quorum queue with a delivery limit of 4 (architecture §12): the
 destination answers 503 for 90 s with quick retries and a quick circuit breaker. An outage must
 not spend the delivery limit: nothing is returned to the queue, nothing is dead-lettered (by the
 daemon or by the broker), and once the destination is back everything is delivered."""

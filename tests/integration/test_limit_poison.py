@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A poison event on a quorum queue with a delivery limit (DESIGN §12): the destination answers
+"""A poison event on a quorum queue with a delivery limit (architecture §12): the destination answers
 500 to the one batch holding a marked event, and accepts everything else. The failing batch is
 split down to that event alone, which goes back to the queue until its x-delivery-count reaches
 RABBITMQ_DELIVERY_LIMIT - 1; then the daemon dead-letters it itself, reason retries_exhausted

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SIGHUP mid-flow (DESIGN §7): MAX_IN_FLIGHT and BATCH_SIZE from the re-read file take effect on
+"""SIGHUP mid-flow (architecture §7): MAX_IN_FLIGHT and BATCH_SIZE from the re-read file take effect on
 the running flow, with no request left waiting inside the HTTP client past its timeout, and no
 event lost. The destination holds each request 1 s, so the number of requests on the wire at once
 is what the receiver sees."""

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`systemctl --user stop transmitter` while events flow and requests are in flight (the
-receiver answers slowly): the service drains (DESIGN §9) and exits 0 well within TimeoutStopSec;
+receiver answers slowly): the service drains (architecture §9) and exits 0 well within TimeoutStopSec;
 events published meanwhile wait in the broker; after the next start every event published has
 arrived, exactly once, and the queue is settled."""
 

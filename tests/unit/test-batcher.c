@@ -6,7 +6,7 @@
 
 #define S(x) ((usec_t) (x) * USEC_PER_SEC)
 
-/* The raw envelope as DESIGN §3 has it: {"batch_id":"<36>","discoveries":[b1,b2,...]} */
+/* The raw envelope as architecture §3 has it: {"batch_id":"<36>","discoveries":[b1,b2,...]} */
 static size_t wire_overhead(size_t n) {
         return strlen("{\"batch_id\":\"") + 36 + strlen("\",\"discoveries\":[") + (n > 0 ? n - 1 : 0) +
                strlen("]}");

@@ -157,7 +157,7 @@ static int read_nothing(_unused_ void *userdata, double *ret) {
         return 0;
 }
 
-/* DESIGN §8: "promtool check metrics finds nothing" — its parser and its lint, on the kind of
+/* architecture §8: "promtool check metrics finds nothing" — its parser and its lint, on the kind of
  * families the daemon exposes. */
 Test(process_stats, promtool) {
         _cleanup_(metrics_registry_freep) MetricsRegistry *reg = NULL;

@@ -10,7 +10,7 @@
 /* Sun, 06 Nov 1994 08:49:37 GMT, the example date of RFC 9110. */
 #define EXAMPLE_DATE ((usec_t) 784111777)
 
-/* The rule of DESIGN §5 written out independently of retry_classify(). */
+/* The rule of architecture §5 written out independently of retry_classify(). */
 static DeliveryOutcome expected_outcome(long s) {
         if (s == 0)
                 return OUTCOME_RETRY;

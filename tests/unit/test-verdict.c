@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The rows of DESIGN §5, one by one: what verdict_decide() makes of each moment in a batch's
+/* The rows of architecture §5, one by one: what verdict_decide() makes of each moment in a batch's
  * life. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
