@@ -224,11 +224,48 @@ static Daemon *daemon_free(Daemon *d) {
 }
 DEFINE_TRIVIAL_CLEANUP_FUNC(Daemon *, daemon_free);
 
+/* Creates the loop with SIGTERM, SIGINT and SIGHUP as its sources. Call before any thread
+ * exists: they all inherit the blocked mask, so that only the loop hears these signals. */
+static int daemon_watch_signals(Daemon *d) {
+        static const struct {
+                int signo;
+                sd_event_signal_handler_t handler;
+                const char *name;
+        } watched[] = {
+                { SIGTERM, on_terminate, "signal-term" },
+                { SIGINT, on_terminate, "signal-int" },
+                { SIGHUP, on_reload, "signal-hup" },
+        };
+        sigset_t mask;
+        int r;
+
+        _Static_assert(ELEMENTSOF(watched) == ELEMENTSOF(d->signals), "one source per watched signal");
+
+        sigemptyset(&mask);
+        for (size_t i = 0; i < ELEMENTSOF(watched); i++)
+                sigaddset(&mask, watched[i].signo);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                r = negative_errno();
+                return log_error_errno(r, "Failed to block signals: %s", STRERROR(r));
+        }
+        (void) signal(SIGPIPE, SIG_IGN);
+
+        r = sd_event_default(&d->event);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the event loop: %s", STRERROR(r));
+        for (size_t i = 0; i < ELEMENTSOF(watched); i++) {
+                r = sd_event_add_signal(d->event, &d->signals[i], watched[i].signo, watched[i].handler, d);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch signals: %s", STRERROR(r));
+                (void) sd_event_source_set_description(d->signals[i], watched[i].name);
+        }
+        return 0;
+}
+
 int daemon_run(Config *config, const char *config_path, bool config_path_explicit) {
         _cleanup_(daemon_freep) Daemon *d = NULL;
         _cleanup_close_ int listen_fd = -EBADF;
         int r;
-        sigset_t mask;
 
         d = calloc(1, sizeof *d);
         if (!d) {
@@ -239,39 +276,9 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
         d->config_path = config_path;
         d->config_path_explicit = config_path_explicit;
 
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-        /* Before any thread exists, so that all of them inherit the mask. */
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
-                r = negative_errno();
-                return log_error_errno(r, "Failed to block signals: %s", STRERROR(r));
-        }
-        (void) signal(SIGPIPE, SIG_IGN);
-
-        r = sd_event_default(&d->event);
+        r = daemon_watch_signals(d);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the event loop: %s", STRERROR(r));
-        {
-                static const struct {
-                        int signo;
-                        sd_event_signal_handler_t handler;
-                        const char *name;
-                } watched[] = {
-                        { SIGTERM, on_terminate, "signal-term" },
-                        { SIGINT, on_terminate, "signal-int" },
-                        { SIGHUP, on_reload, "signal-hup" },
-                };
-                _Static_assert(ELEMENTSOF(watched) == ELEMENTSOF(d->signals), "one source per watched signal");
-
-                for (size_t i = 0; i < ELEMENTSOF(watched); i++) {
-                        r = sd_event_add_signal(d->event, &d->signals[i], watched[i].signo, watched[i].handler, d);
-                        if (r < 0)
-                                return log_error_errno(r, "Failed to watch signals: %s", STRERROR(r));
-                        (void) sd_event_source_set_description(d->signals[i], watched[i].name);
-                }
-        }
+                return r;
         r = sd_event_set_watchdog(d->event, true);
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %s", STRERROR(r));
