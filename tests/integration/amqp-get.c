@@ -12,8 +12,9 @@
  * \u00XX, so a reader gets the raw bytes back with s.encode("latin-1").
  *
  * Without --ack (the default) nothing is taken away: the messages are fetched with basic.get
- * (manual ack) and go back to the queue, in their order, when the channel closes. With --ack
- * they are acked (removed).
+ * (manual ack) and handed back (basic.nack, requeue) in the order they came, which keeps their
+ * order in a classic and in a quorum queue alike (see return_held()). With --ack they are acked
+ * (removed).
  *
  * Build: gcc -std=c11 -O2 -Wall -Wextra -Werror -I tests/env -o amqp-get tests/integration/amqp-get.c \
  *        $(pkg-config --cflags --libs librabbitmq)
@@ -30,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #define AMQP_TOOL_NAME "amqp-get"
 #include "amqp-tool.h"
@@ -123,6 +125,33 @@ static void put_value(const amqp_field_value_t *v) {
         }
 }
 
+static int64_t ready_count(amqp_connection_state_t conn, const char *queue) {
+        amqp_queue_declare_ok_t *ok =
+                amqp_queue_declare(conn, CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
+        return ok ? (int64_t) ok->message_count : -1;
+}
+
+/* As src/amqp/dead-letter-queue.c does: basic.nack (requeue) in the order fetched, 32 at a time,
+ * each window once the queue counts the one before as ready again: a quorum queue keeps the
+ * order of at most 32 returns on their way, and puts a closed channel's messages back in any
+ * order. */
+static void return_held(amqp_connection_state_t conn, const char *queue, const uint64_t *held, uint64_t count) {
+        int64_t ready = count > 32 ? ready_count(conn, queue) : 0;
+
+        for (uint64_t i = 0; i < count; i += 32) {
+                uint64_t n = count - i < 32 ? count - i : 32;
+
+                for (uint64_t j = i; j < i + n; j++)
+                        if (amqp_basic_nack(conn, CHANNEL, held[j], 0, 1) != AMQP_STATUS_OK)
+                                die("basic.nack failed");
+                if (i + n == count)
+                        break;
+                for (int tries = 0; tries < 5000 && ready_count(conn, queue) < ready + (int64_t) n; tries++)
+                        usleep(1000);
+                ready += (int64_t) n;
+        }
+}
+
 static void usage(FILE *f) {
         fputs("usage: amqp-get --url URL --queue NAME [--max N] [--body-max BYTES] [--ack]\n", f);
 }
@@ -140,7 +169,7 @@ int main(int argc, char **argv) {
         const struct timeval rpc_timeout = {.tv_sec = 10};
         amqp_connection_state_t conn;
         char buf[512];
-        uint64_t count = 0;
+        uint64_t count = 0, *held = NULL;
         int c;
 
         while ((c = getopt_long(argc, argv, "", options, NULL)) >= 0)
@@ -201,6 +230,12 @@ int main(int argc, char **argv) {
                                 die("reading a message: %s", amqp_reply_text(gr, buf, sizeof buf));
                         if (ack && amqp_basic_ack(conn, CHANNEL, tag, 0) != AMQP_STATUS_OK)
                                 die("basic.ack failed");
+                        if (!ack) {
+                                held = realloc(held, (count + 1) * sizeof *held);
+                                if (!held)
+                                        die("out of memory");
+                                held[count] = tag;
+                        }
                 }
                 p = &m.properties;
                 printf(",\"content_type\":");
@@ -224,7 +259,10 @@ int main(int argc, char **argv) {
         printf("{\"count\":%" PRIu64 "}\n", count);
         fflush(stdout);
 
-        /* Unacked messages go back to the queue, in order, with the channel. */
+        /* Unacked messages go back to the queue in order; channel.close-ok comes after the nacks. */
+        if (!ack)
+                return_held(conn, queue, held, count);
+        free(held);
         amqp_channel_close(conn, CHANNEL, AMQP_REPLY_SUCCESS);
         amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
         amqp_destroy_connection(conn);
