@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <sysexits.h>
 
+#include "cli/dead-letters.h"
 #include "daemon/config-read.h"
 #include "daemon/daemon.h"
 #include "http/sender.h"
@@ -12,6 +13,7 @@
 
 static void help(void) {
         printf("Usage: transmitter [OPTIONS]\n"
+               "       transmitter [--config PATH] dead-letters list|show|replay|purge [OPTIONS]\n"
                "\n"
                "Delivers approved discovery events from RabbitMQ to the discovery API over HTTPS,\n"
                "in gzip batches, tracking every batch in PostgreSQL. Settings come from\n"
@@ -23,8 +25,13 @@ static void help(void) {
                "  -h, --help          show this help, exit\n"
                "      --version       show the version, exit\n"
                "\n"
+               "Commands:\n"
+               "  dead-letters        inspect, replay and purge the dead-letter queue\n"
+               "                      (transmitter dead-letters --help)\n"
+               "\n"
                "Signals: SIGHUP reloads the file and credentials, SIGTERM/SIGINT stop after sending\n"
-               "what is in flight. Exit status: 0 success, 1 failure, 78 bad configuration.\n",
+               "what is in flight. Exit status: 0 success, 1 failure, 64 bad usage, 78 bad\n"
+               "configuration.\n",
                CONFIG_FILE_DEFAULT, CONFIG_FILE_DEFAULT);
 }
 
@@ -46,7 +53,8 @@ int main(int argc, char *argv[]) {
 
         log_setup();
 
-        while ((c = getopt_long(argc, argv, "c:h", options, NULL)) >= 0)
+        /* "+": the options end at the first argument, which may be a command with options of its own. */
+        while ((c = getopt_long(argc, argv, "+c:h", options, NULL)) >= 0)
                 switch (c) {
                 case 'c':
                         config_path = optarg;
@@ -68,6 +76,13 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "Try 'transmitter --help'.\n");
                         return EX_USAGE;
                 }
+        if (optind < argc && streq(argv[optind], "dead-letters")) {
+                if (check_config || migrate) {
+                        fprintf(stderr, "dead-letters does not go with --check-config or --migrate. Try 'transmitter --help'.\n");
+                        return EX_USAGE;
+                }
+                return dead_letters_main(argc - optind, argv + optind, config_path, config_path_explicit);
+        }
         if (optind < argc) {
                 fprintf(stderr, "transmitter takes no arguments: '%s'. Try 'transmitter --help'.\n", argv[optind]);
                 return EX_USAGE;

@@ -688,6 +688,23 @@ class Case:
         wait_for(lambda: self.queue_counts() == (0, 0), timeout, f"queue {self.queue} empty and fully acked",
                  interval=1)
 
+    def cli_environment(self, **settings):
+        """The environment `transmitter` gets as a command: this case's settings, as the daemon's."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSMITTER_")}
+        env.update(self.base_settings)
+        env.update({f"TRANSMITTER_{k}": str(v) for k, v in settings.items()})
+        return env
+
+    def cli(self, *args, timeout=600, settings=None):
+        """Runs `transmitter ARGS` (e.g. "dead-letters", "list") with this case's settings; returns
+        (exit status, stdout, stderr) and logs the command and what it printed."""
+        r = subprocess.run([TRANSMITTER_BIN, *args], env=self.cli_environment(**(settings or {})),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout)
+        log(f"$ transmitter {' '.join(shlex.quote(a) for a in args)}  -> exit {r.returncode}")
+        for line in (r.stdout + r.stderr).splitlines()[:60]:
+            print(f"    {line}", flush=True)
+        return r.returncode, r.stdout, r.stderr
+
     def cleanup(self):
         for t in self.transmitters:
             if t.running():
