@@ -6,8 +6,8 @@
 struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_redelivered, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
-                *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *ledger_backlog, *up, *request_duration,
-                *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns;
+                *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *prefetch, *ledger_backlog, *up,
+                *request_duration, *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns;
 };
 
 static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -104,6 +104,9 @@ int telemetry_new(Telemetry **ret) {
             (r = metrics_gauge_new(reg, "transmitter_unacked_messages",
                                    "Deliveries not yet acked: the part of the prefetch window in use.", NULL,
                                    &t->unacked)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_prefetch_messages",
+                                   "The prefetch window: the most deliveries the broker hands over unacked.", NULL,
+                                   &t->prefetch)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_ledger_backlog_records",
                                    "Batch records waiting for PostgreSQL to commit them.", NULL, &t->ledger_backlog)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_up", "Whether the connection to a peer is up.", "peer", &t->up)) < 0 ||
@@ -191,6 +194,7 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         set(t->in_flight, NULL, snap->in_flight);
         set(t->pending, NULL, (double) snap->pending_events);
         set(t->unacked, NULL, (double) snap->unacked);
+        set(t->prefetch, NULL, snap->prefetch);
         set(t->ledger_backlog, NULL, (double) snap->ledger_backlog);
         set(t->up, "rabbitmq", snap->broker_connected);
         set(t->up, "postgresql", snap->database_connected);

@@ -549,6 +549,7 @@ Test(metrics, telemetry) {
                 .in_flight = 2,
                 .pending_events = 250,
                 .unacked = 300,
+                .prefetch = 400,
                 .ledger_backlog = 4,
         };
         Buffer b = { 0 };
@@ -609,6 +610,7 @@ Test(metrics, telemetry) {
         cr_assert(has_line(text, "transmitter_in_flight_batches 2"));
         cr_assert(has_line(text, "transmitter_pending_events 250"));
         cr_assert(has_line(text, "transmitter_unacked_messages 300"));
+        cr_assert(has_line(text, "transmitter_prefetch_messages 400"));
         cr_assert(has_line(text, "transmitter_ledger_backlog_records 4"));
         cr_assert(has_line(text, "transmitter_up{peer=\"rabbitmq\"} 1"));
         cr_assert(has_line(text, "transmitter_up{peer=\"postgresql\"} 0"));
