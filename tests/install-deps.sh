@@ -11,8 +11,8 @@ packages=(
         libmicrohttpd-dev libcriterion-dev
         # the development environment: broker, database, HTTPS receiver, certificates
         rabbitmq-server postgresql openssl curl python3 procps util-linux gzip
-        # checks: promtool, valgrind, a systemd user manager and journald
-        prometheus valgrind systemd dbus
+        # checks: promtool, valgrind, a systemd user manager and journald, YAML for the rules' test
+        prometheus valgrind systemd dbus python3-yaml
         # packages: the .deb, the .rpm, the man pages
         build-essential debhelper dpkg-dev fakeroot lintian rpm scdoc man-db
 )
