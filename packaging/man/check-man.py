@@ -6,10 +6,12 @@ the table's order, each with the table's default, its accepted range and whether
 applies it; and the daemon built from that code must know exactly those settings
 (`transmitter --check-config` prints them all). Its OBSOLETE SETTINGS section must list the
 CONFIG_OBSOLETE_SETTINGS table, whose settings the daemon accepts, ignores and warns about. transmitter(8) must describe every option of
-`transmitter --help`, and no other.
+`transmitter --help`, and no other; transmitter-dead-letters(8) every option and command of
+`transmitter dead-letters --help`, and no other.
 
     check-man.py --config-c src/core/config.c --conf-man BUILD/transmitter.conf.5.scd \\
-                 --daemon-man BUILD/transmitter.8.scd --binary BUILD/src/transmitter
+                 --daemon-man BUILD/transmitter.8.scd --binary BUILD/src/transmitter \\
+                 [--dead-letters-man BUILD/transmitter-dead-letters.8.scd]
 
 The man sources are the configured .scd files (meson substitutes @datadir@ and friends), so
 the defaults they show are the ones the build uses. Ends with "N passed, N failed".
@@ -222,12 +224,28 @@ def check_range(c, row, accepted, sources, code):
         c.check(False, f"{PREFIX}{name}: kind {kind} of src/core/config.c is unknown to check-man.py: teach it")
 
 
+def check_options(c, binary, args, man, name):
+    """The options `binary args` (a --help) lists are the ones the OPTIONS section of man describes."""
+    r = run_binary(binary, *args)
+    what = "transmitter " + " ".join(args)
+    c.check(r.returncode == 0, f"{what} exited {r.returncode}")
+    help_opts = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", r.stdout, re.M))
+    page = open(man, encoding="utf-8").read()
+    options = page.split("# OPTIONS", 1)[1].split("\n# ", 1)[0] if "# OPTIONS" in page else ""
+    man_opts = set(re.findall(r"^\*(?:-\w\*, \*)?(--[a-z][a-z-]*)\*", options, re.M))
+    c.check(bool(help_opts), f"{what} lists no option")
+    c.check(help_opts <= man_opts, f"{name} OPTIONS lacks {sorted(help_opts - man_opts)}")
+    c.check(man_opts <= help_opts, f"{name} OPTIONS describes unknown {sorted(man_opts - help_opts)}")
+    return help_opts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config-c", required=True)
     ap.add_argument("--conf-man", required=True)
     ap.add_argument("--daemon-man", required=True)
     ap.add_argument("--binary", required=True)
+    ap.add_argument("--dead-letters-man")
     a = ap.parse_args()
 
     c = Checks()
@@ -300,17 +318,24 @@ def main():
                 f"stderr {r.stderr.strip()!r}: expected exit 0 and a warning naming it obsolete")
 
     # transmitter(8): the options of --help, and no other.
-    r = run_binary(a.binary, "--help")
-    c.check(r.returncode == 0, f"transmitter --help exited {r.returncode}")
-    help_opts = set(re.findall(r"^\s+(?:-\w, )?(--[a-z][a-z-]*)", r.stdout, re.M))
-    page = open(a.daemon_man, encoding="utf-8").read()
-    options = page.split("# OPTIONS", 1)[1].split("\n# ", 1)[0] if "# OPTIONS" in page else ""
-    man_opts = set(re.findall(r"^\*(?:-\w\*, \*)?(--[a-z][a-z-]*)\*", options, re.M))
-    c.check(bool(help_opts), "transmitter --help lists no option")
-    c.check(help_opts <= man_opts, f"transmitter(8) OPTIONS lacks {sorted(help_opts - man_opts)}")
-    c.check(man_opts <= help_opts, f"transmitter(8) OPTIONS describes unknown {sorted(man_opts - help_opts)}")
+    help_opts = check_options(c, a.binary, ["--help"], a.daemon_man, "transmitter(8)")
+    n_options = len(help_opts)
 
-    print(f"check-man: {len(rows)} settings, {len(obsolete_names)} obsolete, {len(help_opts)} options")
+    # transmitter-dead-letters(8): the options and the commands of its --help, and no other.
+    if a.dead_letters_man:
+        n_options += len(check_options(c, a.binary, ["dead-letters", "--help"], a.dead_letters_man,
+                                       "transmitter-dead-letters(8)"))
+        r = run_binary(a.binary, "dead-letters", "--help")
+        block = r.stdout.split("Commands:\n", 1)[1].split("\n\n", 1)[0] if "Commands:\n" in r.stdout else ""
+        help_cmds = set(re.findall(r"^  ([a-z]+)\b", block, re.M))
+        page = open(a.dead_letters_man, encoding="utf-8").read()
+        section = page.split("# COMMANDS", 1)[1].split("\n# ", 1)[0] if "# COMMANDS" in page else ""
+        man_cmds = set(re.findall(r"^\*([a-z]+)\*", section, re.M))
+        c.check(bool(help_cmds), "transmitter dead-letters --help lists no command")
+        c.check(help_cmds == man_cmds, f"transmitter-dead-letters(8) COMMANDS {sorted(man_cmds)}, "
+                f"--help {sorted(help_cmds)}")
+
+    print(f"check-man: {len(rows)} settings, {len(obsolete_names)} obsolete, {n_options} options")
     print(f"{c.passed} passed, {c.failed} failed")
     return 1 if c.failed else 0
 

@@ -244,13 +244,19 @@ else
         cat "$work/verify.txt"
         fail "systemd-analyze verify on the installed units"
 fi
-for page in 8:transmitter 5:transmitter.conf; do
+for page in 8:transmitter 8:transmitter-dead-letters 5:transmitter.conf; do
         sec=${page%%:*} name=${page#*:}
         check "man $sec $name: /usr/share/man/man$sec/$name.$sec.gz" \
                 test "$(man -w "$sec" "$name" 2>/dev/null)" = "/usr/share/man/man$sec/$name.$sec.gz"
         warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 "$sec" "$name" 2>&1 >/dev/null)
         check "  groff has no warning about it${warn:+: $warn}" test -z "$warn"
 done
+
+rules=/usr/share/transmitter/prometheus/transmitter.rules.yml
+check "the alerting rules: promtool check rules $rules" promtool check rules "$rules"
+check "the Grafana dashboard is JSON: /usr/share/transmitter/prometheus/transmitter-dashboard.json" \
+        python3 -m json.tool /usr/share/transmitter/prometheus/transmitter-dashboard.json /dev/null
+check "transmitter dead-letters --help" sh -c 'transmitter dead-letters --help | grep -q "^Usage: transmitter"'
 
 step "the migrations built into the binary (those of /usr/share/transmitter/db), applied to a test database"
 if wait "$devenv_pid"; then
