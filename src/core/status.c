@@ -41,7 +41,9 @@ static const char *connected(bool b) {
 }
 
 bool status_is_ready(const StatusSnapshot *s) {
-        return s->broker_connected && s->database_connected && s->circuit != CIRCUIT_OPEN && !s->stopping;
+        /* Half-open is not ready: the destination has not proved itself yet, and between two failed
+         * probes of an outage that goes on, a load balancer must not see it flap to 200. */
+        return s->broker_connected && s->database_connected && s->circuit == CIRCUIT_CLOSED && !s->stopping;
 }
 
 void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata) {
@@ -101,7 +103,7 @@ int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_s
         json_object_object_add(o, "circuit_breaker", json_object_new_string(circuit));
         json_object_object_add(checks, "rabbitmq", check(s->broker_connected, connected(s->broker_connected)));
         json_object_object_add(checks, "database", check(s->database_connected, connected(s->database_connected)));
-        json_object_object_add(checks, "circuit_breaker", check(s->circuit != CIRCUIT_OPEN, circuit));
+        json_object_object_add(checks, "circuit_breaker", check(s->circuit == CIRCUIT_CLOSED, circuit));
         json_object_object_add(o, "checks", checks);
 
         if (s->stopping)
@@ -120,7 +122,8 @@ int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_s
                 else
                         snprintf(why, sizeof why, "circuit_breaker: open, the destination is failing");
                 add_string(reasons, why);
-        }
+        } else if (s->circuit == CIRCUIT_HALF_OPEN)
+                add_string(reasons, "circuit_breaker: half_open, probing");
         json_object_object_add(o, "reasons", reasons);
 
         *ret_http_status = ready ? 200 : 503;

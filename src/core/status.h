@@ -29,7 +29,8 @@ typedef struct StatusSnapshot {
         const LedgerTotals *totals; /* NULL or read_at 0: not read yet; read_at is CLOCK_MONOTONIC */
 } StatusSnapshot;
 
-/* Ready: broker and database connected, the circuit not open, and not stopping. */
+/* Ready: broker and database connected, the circuit closed (not open, and not half_open with
+ * its probe out: DESIGN §8), and not stopping. */
 bool status_is_ready(const StatusSnapshot *s);
 
 int status_health_json(Buffer *out);

@@ -4,12 +4,14 @@ CIRCUIT_FAILURE_THRESHOLD consecutive failures (/ready 503, transmitter_circuit_
 "Circuit breaker opened" log line); while it is open no request reaches the receiver (its request
 log proves it), after CIRCUIT_RESET_TIMEOUT_S exactly one probe goes out; once the destination
 answers again it closes and everything is delivered, nothing dead-lettered. Batches re-formed
-from requeued events keep their id: their row is upserted and retry_count accumulates (§2)."""
+from requeued events keep their id: their row is upserted and retry_count accumulates (§2).
+While half open, its probe out, /ready answers 503 as well (§8): the destination has not proved
+itself, and between two failed probes of an outage that goes on /ready must not flap to 200."""
 
 import calendar
 import time
 
-from harness import Sampler, check, log, main
+from harness import Sampler, check, log, main, wait_for
 
 N = 1000
 FAULT_S = 30
@@ -61,6 +63,9 @@ def body(case):
     ready_open = [v for _, v in sampler.samples if isinstance(v, tuple) and v[0] == "open"]
     check(all(v[2] == 503 and v[3] == "open" for v in ready_open),
           f"/ready said 503 circuit_breaker open in all {len(ready_open)} samples taken while open")
+    ready_half = [v for _, v in sampler.samples if isinstance(v, tuple) and v[3] == "half_open"]
+    check(all(v[2] == 503 for v in ready_half),
+          f"/ready said 503 in all {len(ready_half)} answers that said circuit_breaker half_open")
 
     requests = case.receiver.requests()
     times = sorted(r["time"] for r in requests)
@@ -107,6 +112,7 @@ def body(case):
     check(t.stop() == 0, "SIGTERM: exit status 0")
     straggler(case)
     stop_while_open(case)
+    half_open_not_ready(case)
 
 
 def straggler(case):
@@ -166,6 +172,42 @@ def stop_while_open(case):
     case.wait_settled(timeout=60)
     fig = case.account(ids, name="fault_circuit stop while open")
     check(fig["dead_letter_queue"] == 0, "nothing dead-lettered")
+    check(t.stop() == 0, "SIGTERM: exit status 0")
+
+
+def half_open_not_ready(case):
+    """An outage that goes on, with slow answers: the probe is out 2 s each time, so /ready is
+    asked many times while half open. It answers 503 every time, saying why."""
+    case.receiver.clear_faults()
+    case.receiver.fault(status=503, delay_s=2)
+    ids = case.publish(20, prefix="half")
+    t = case.transmitter(BATCH_SIZE=10, BATCH_INTERVAL_S=1, MAX_IN_FLIGHT=1, RETRY_MAX_ATTEMPTS=3,
+                         RETRY_BACKOFF_MULTIPLIER=1, RETRY_MAX_DELAY_S=1, CIRCUIT_FAILURE_THRESHOLD=1,
+                         CIRCUIT_RESET_TIMEOUT_S=1)
+    mark = t.log_offset()
+    t.start()
+    t.wait_log(r"^<3>Circuit breaker opened", 20, since=mark)
+    status, r = wait_for(lambda: (lambda s, b: (s, b) if b and b["circuit_breaker"] == "half_open" else None)(
+        *t.ready()), 20, "/ready to say circuit_breaker half_open", interval=0.05)
+    log(f"/ready while half open: {status} {r}")
+    check(status == 503 and r["status"] == "not_ready" and r["reasons"] == ["circuit_breaker: half_open, probing"]
+          and r["checks"]["circuit_breaker"] == {"ok": False, "state": "half_open"},
+          "half open, the probe out: 503, not_ready, 'circuit_breaker: half_open, probing'")
+    answers = {}
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        s, b = t.ready()
+        key = (s, b and b["circuit_breaker"])
+        answers[key] = answers.get(key, 0) + 1
+        time.sleep(0.05)
+    log(f"/ready over 6 s of outage: {answers}")
+    check(answers.get((503, "half_open"), 0) >= 10 and set(answers) <= {(503, "half_open"), (503, "open")},
+          "every answer during the outage was 503, open or half open; never 200")
+    case.receiver.clear_faults()
+    case.wait_delivered(ids, timeout=60)
+    wait_for(lambda: t.ready()[0] == 200, 20, "/ready 200 once the probe succeeded")
+    check(True, "200 again once a probe succeeded and closed the circuit")
+    case.wait_settled(timeout=60)
     check(t.stop() == 0, "SIGTERM: exit status 0")
 
 

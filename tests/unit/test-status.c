@@ -115,13 +115,6 @@ Test(status, ready) {
         cr_assert(json_object_get_boolean(get(o, "checks.circuit_breaker.ok", json_type_boolean)));
         cr_assert_eq(json_object_array_length(get(o, "reasons", json_type_array)), 0);
         json_object_put(o);
-
-        /* Half-open lets the probe out: still ready. */
-        s.circuit = CIRCUIT_HALF_OPEN;
-        o = ready(&s, &code);
-        cr_assert_eq(code, 200);
-        cr_assert_str_eq(get_str(o, "circuit_breaker"), "half_open");
-        json_object_put(o);
 }
 
 Test(status, not_ready) {
@@ -165,6 +158,21 @@ Test(status, not_ready) {
         cr_assert_not(json_object_get_boolean(get(o, "checks.circuit_breaker.ok", json_type_boolean)));
         cr_assert(has_reason(o, "circuit_breaker: "));
         cr_assert_not_null(strstr(json_object_to_json_string(o), "HTTP 503: upstream down"));
+        json_object_put(o);
+
+        /* Half-open, its probe out: the destination has not proved itself yet (DESIGN §8). */
+        s = healthy();
+        s.circuit = CIRCUIT_HALF_OPEN;
+        o = ready(&s, &code);
+        cr_assert_eq(code, 503);
+        cr_assert_not(status_is_ready(&s));
+        cr_assert_str_eq(get_str(o, "status"), "not_ready");
+        cr_assert_str_eq(get_str(o, "circuit_breaker"), "half_open");
+        cr_assert_not(json_object_get_boolean(get(o, "checks.circuit_breaker.ok", json_type_boolean)));
+        cr_assert_str_eq(get_str(o, "checks.circuit_breaker.state"), "half_open");
+        cr_assert_eq(json_object_array_length(get(o, "reasons", json_type_array)), 1);
+        cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(get(o, "reasons", json_type_array), 0)),
+                         "circuit_breaker: half_open, probing");
         json_object_put(o);
 
         /* Draining at shutdown: connected, but a load balancer should look elsewhere. */
