@@ -14,8 +14,8 @@ const char *schema_state_to_string(SchemaState s) {
         return s >= 0 && s < _SCHEMA_STATE_MAX ? schema_state_names[s] : "unknown";
 }
 
-SchemaState schema_compare(char *const *expected, size_t n_expected, char *const *applied, size_t n_applied,
-                           const char **ret_missing) {
+SchemaState schema_compare(const char *const *expected, size_t n_expected, const char *const *applied,
+                           size_t n_applied, const char **ret_missing) {
         if (ret_missing)
                 *ret_missing = NULL;
         if (n_applied == 0)

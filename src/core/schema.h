@@ -17,8 +17,8 @@ typedef enum SchemaState {
 /* expected: the migrations this transmitter knows, in order. applied: the versions recorded, in
  * any order; NULL with n_applied 0 when the table does not exist. ret_missing (may be NULL) gets
  * the first expected migration that is not applied (for SCHEMA_OLDER), else NULL. */
-SchemaState schema_compare(char *const *expected, size_t n_expected, char *const *applied, size_t n_applied,
-                           const char **ret_missing);
+SchemaState schema_compare(const char *const *expected, size_t n_expected, const char *const *applied,
+                           size_t n_applied, const char **ret_missing);
 
 /* "unknown", "missing", "older", "current" */
 const char *schema_state_to_string(SchemaState s);

@@ -43,7 +43,20 @@ static const char *connected(bool b) {
 bool status_is_ready(const StatusSnapshot *s) {
         /* Half-open is not ready: the destination has not proved itself yet, and between two failed
          * probes of an outage that goes on, a load balancer must not see it flap to 200. */
-        return s->broker_connected && s->database_connected && s->circuit == CIRCUIT_CLOSED && !s->stopping;
+        return s->broker_connected && s->database_connected && s->schema == SCHEMA_CURRENT &&
+               s->circuit == CIRCUIT_CLOSED && !s->stopping;
+}
+
+/* "connected", "disconnected", or what is wrong with the schema of a database that answers. */
+static const char *database_state(const StatusSnapshot *s) {
+        switch (s->schema) {
+        case SCHEMA_MISSING:
+                return "schema_missing";
+        case SCHEMA_OLDER:
+                return "schema_older";
+        default:
+                return connected(s->database_connected);
+        }
 }
 
 void status_foreach_dead_letter_reason(const PipelineStats *st, StatusReasonCallback callback, void *userdata) {
@@ -98,19 +111,28 @@ int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_s
         }
         /* The Python service's flat fields first, then each check with its verdict. */
         json_object_object_add(o, "status", json_object_new_string(ready ? "ready" : "not_ready"));
-        json_object_object_add(o, "database", json_object_new_string(connected(s->database_connected)));
+        json_object_object_add(o, "database", json_object_new_string(database_state(s)));
         json_object_object_add(o, "rabbitmq", json_object_new_string(connected(s->broker_connected)));
         json_object_object_add(o, "circuit_breaker", json_object_new_string(circuit));
         json_object_object_add(checks, "rabbitmq", check(s->broker_connected, connected(s->broker_connected)));
-        json_object_object_add(checks, "database", check(s->database_connected, connected(s->database_connected)));
+        json_object_object_add(checks, "database",
+                               check(s->database_connected && s->schema == SCHEMA_CURRENT, database_state(s)));
         json_object_object_add(checks, "circuit_breaker", check(s->circuit == CIRCUIT_CLOSED, circuit));
         json_object_object_add(o, "checks", checks);
 
         if (s->stopping)
                 add_string(reasons, "stopping: shutting down, draining what is in flight");
         if (!s->broker_connected)
-                add_string(reasons, "rabbitmq: not connected, reconnecting in the background");
-        if (!s->database_connected)
+                add_string(reasons, s->schema == SCHEMA_CURRENT
+                                            ? "rabbitmq: not connected, reconnecting in the background"
+                                            : "rabbitmq: not connected yet: consuming waits for the database schema");
+        if (s->schema == SCHEMA_MISSING || s->schema == SCHEMA_OLDER) {
+                char schema[256];
+
+                schema_describe(s->schema, s->schema_missing, schema, sizeof schema);
+                snprintf(why, sizeof why, "database: %s", schema);
+                add_string(reasons, why);
+        } else if (!s->database_connected)
                 add_string(reasons, "database: not connected, reconnecting in the background");
         if (s->circuit == CIRCUIT_OPEN) {
                 const PipelineStats *st = s->stats;
@@ -240,6 +262,7 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
 
         db = json_object_new_object();
         json_object_object_add(db, "state", json_object_new_string(connected(s->database_connected)));
+        json_object_object_add(db, "schema", json_object_new_string(schema_state_to_string(s->schema)));
         json_object_object_add(db, "reconnects", u64(s->database_reconnects));
         json_object_object_add(db, "backlog", u64(s->ledger_backlog));
         if (s->totals && s->totals->read_at > 0) {
@@ -264,6 +287,13 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
 }
 
 void status_line(const StatusSnapshot *s, char *buf, size_t size) {
+        if (s->schema == SCHEMA_MISSING || s->schema == SCHEMA_OLDER) {
+                char schema[256];
+
+                schema_describe(s->schema, s->schema_missing, schema, sizeof schema);
+                snprintf(buf, size, "consuming nothing: database %s", schema);
+                return;
+        }
         snprintf(buf, size,
                  "sent %" PRIu64 " batches / %" PRIu64 " events, circuit %s, broker %s, database %s, in flight %u",
                  s->stats->batches_sent, s->stats->events_sent, circuit_state_to_string(s->circuit),

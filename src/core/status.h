@@ -5,6 +5,7 @@
  * one-line STATUS= for systemd, from a snapshot of its state. Pure. */
 
 #include "core/circuit.h"
+#include "core/schema.h"
 #include "core/stats.h"
 #include "util/buffer.h"
 
@@ -19,6 +20,8 @@ typedef struct StatusSnapshot {
         bool broker_connected;
         bool database_connected;
         uint64_t database_reconnects;
+        SchemaState schema;        /* consuming starts once it is SCHEMA_CURRENT */
+        const char *schema_missing; /* SCHEMA_OLDER: the first migration not applied */
         CircuitState circuit;
         usec_t circuit_changed_at; /* CLOCK_REALTIME */
         unsigned in_flight;
@@ -29,8 +32,8 @@ typedef struct StatusSnapshot {
         const LedgerTotals *totals; /* NULL or read_at 0: not read yet; read_at is CLOCK_MONOTONIC */
 } StatusSnapshot;
 
-/* Ready: broker and database connected, the circuit closed (not open, and not half_open with
- * its probe out: DESIGN §8), and not stopping. */
+/* Ready: broker and database connected, the database's schema current, the circuit closed (not
+ * open, and not half_open with its probe out: DESIGN §8), and not stopping. */
 bool status_is_ready(const StatusSnapshot *s);
 
 int status_health_json(Buffer *out);

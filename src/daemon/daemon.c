@@ -18,11 +18,13 @@
 #include "os/log.h"
 #include "os/notify.h"
 #include "os/process-stats.h"
-#include "pg/migrate.h"
+#include "pg/schema-watch.h"
 #include "version.h"
 
 /* STATUS= is sent at most this often, and only when the line changed. */
 #define STATUS_INTERVAL USEC_PER_SEC
+/* While the database's schema is missing or older, it is read again this often. */
+#define SCHEMA_INTERVAL (5 * USEC_PER_SEC)
 /* Beyond SHUTDOWN_TIMEOUT_S: what the stop may take after the drain gave up (closing
  * connections, freeing) before systemd may send SIGKILL. */
 #define STOP_SLACK (5 * USEC_PER_SEC)
@@ -33,6 +35,7 @@ typedef struct Daemon {
         bool config_path_explicit;
         Config *config;
         Pipeline *pipeline;
+        SchemaWatch *schema;
         Telemetry *telemetry;
         Api *api;
         ApiContext api_context;
@@ -65,6 +68,19 @@ static int on_status_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         update_status(userdata);
         (void) sd_event_source_set_time_relative(s, STATUS_INTERVAL);
         return 0;
+}
+
+static void on_schema_current(SchemaWatch *w, void *userdata) {
+        Daemon *d = userdata;
+        int r;
+
+        if (d->stopping)
+                return;
+        r = pipeline_start(d->pipeline);
+        if (r < 0) {
+                log_error_errno(r, "Failed to start the pipeline: %s", STRERROR(r));
+                (void) sd_event_exit(d->event, EXIT_FAILURE);
+        }
 }
 
 static void on_stopped(Pipeline *p, bool clean, void *userdata) {
@@ -213,6 +229,7 @@ static Daemon *daemon_free(Daemon *d) {
         if (!d)
                 return NULL;
         api_free(d->api);
+        schema_watch_free(d->schema);
         pipeline_free(d->pipeline);
         telemetry_free(d->telemetry);
         sd_event_source_disable_unref(d->status_timer);
@@ -296,19 +313,22 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
         if (r < 0)
                 return log_error_errno(r, "Failed to set up metrics: %s", STRERROR(r));
 
-        if (d->config->database_migrate) {
-                char error[MIGRATE_ERROR_MAX];
-
-                r = migrate_database(d->config->database_url, (usec_t) d->config->connect_timeout_s * USEC_PER_SEC,
-                                     error);
-                if (r < 0)
-                        log_warning_errno(r, "Migrations were not applied, the service goes on and retries its "
-                                          "writes: %s", error);
-        }
-
         r = pipeline_new(d->event, d->config, d->telemetry, &d->pipeline);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the pipeline: %s", STRERROR(r));
+
+        /* Nothing is consumed before the database is known to have the schema (and with
+         * DATABASE_MIGRATE=true the check applies it): what is delivered must be recorded. */
+        r = schema_watch_new(d->event,
+                             &(SchemaWatchSettings) {
+                                     .url = d->config->database_url,
+                                     .migrate = d->config->database_migrate,
+                                     .connect_timeout = (usec_t) d->config->connect_timeout_s * USEC_PER_SEC,
+                                     .interval = SCHEMA_INTERVAL,
+                             },
+                             on_schema_current, d, &d->schema);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the schema check: %s", STRERROR(r));
 
         d->api_context = (ApiContext) {
                 .pipeline = d->pipeline,
@@ -316,14 +336,15 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
                 .config = (const Config *const *) &d->config,
                 .started_at = now(CLOCK_MONOTONIC),
                 .stopping = &d->stopping,
+                .schema = &d->schema,
         };
         r = api_new(d->event, TAKE_FD(listen_fd), api_routes, &d->api_context, &d->api);
         if (r < 0)
                 return log_error_errno(r, "Failed to start the HTTP API: %s", STRERROR(r));
 
-        r = pipeline_start(d->pipeline);
+        r = schema_watch_start(d->schema);
         if (r < 0)
-                return log_error_errno(r, "Failed to start the pipeline: %s", STRERROR(r));
+                return log_error_errno(r, "Failed to start the schema check: %s", STRERROR(r));
 
         r = sd_event_add_time_relative(d->event, &d->status_timer, CLOCK_MONOTONIC, STATUS_INTERVAL, 0,
                                        on_status_timer, d);

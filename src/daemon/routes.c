@@ -9,6 +9,7 @@
 void status_snapshot_take(const ApiContext *ctx, StatusSnapshot *ret) {
         Pipeline *p = ctx->pipeline;
         const Config *c = *ctx->config;
+        const SchemaWatch *schema = ctx->schema ? *ctx->schema : NULL;
         usec_t monotonic = now(CLOCK_MONOTONIC);
 
         *ret = (StatusSnapshot) {
@@ -22,6 +23,8 @@ void status_snapshot_take(const ApiContext *ctx, StatusSnapshot *ret) {
                 .broker_connected = pipeline_broker_connected(p),
                 .database_connected = pipeline_database_connected(p),
                 .database_reconnects = pipeline_database_reconnects(p),
+                .schema = schema ? schema_watch_state(schema) : SCHEMA_CURRENT,
+                .schema_missing = schema ? schema_watch_missing(schema) : NULL,
                 .circuit = pipeline_circuit_state(p),
                 .circuit_changed_at = pipeline_circuit_changed_at(p),
                 .in_flight = pipeline_in_flight(p),

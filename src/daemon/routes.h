@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/status.h"
 #include "core/telemetry.h"
+#include "pg/schema-watch.h"
 #include "pipeline/pipeline.h"
 
 typedef struct ApiContext {
@@ -16,6 +17,7 @@ typedef struct ApiContext {
         const Config *const *config; /* the running configuration; replaced on reload */
         usec_t started_at;           /* CLOCK_MONOTONIC */
         const bool *stopping;        /* true once shutdown began: /ready answers 503; NULL: never */
+        SchemaWatch *const *schema;  /* the schema check; NULL (or *NULL): the schema counts as current */
 } ApiContext;
 
 /* The routes' userdata is an ApiContext. */

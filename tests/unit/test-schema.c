@@ -3,18 +3,18 @@
 
 #include "core/schema.h"
 
-static char *expected[] = { "001_create_batches.sql", "002_add_instance_and_indexes.sql" };
+static const char *expected[] = { "001_create_batches.sql", "002_add_instance_and_indexes.sql" };
 
 Test(schema, missing) {
         const char *missing = "x";
 
         cr_assert_eq(schema_compare(expected, 2, NULL, 0, &missing), SCHEMA_MISSING, "no table");
         cr_assert_null(missing);
-        cr_assert_eq(schema_compare(expected, 2, (char *[]) { NULL }, 0, NULL), SCHEMA_MISSING, "an empty table");
+        cr_assert_eq(schema_compare(expected, 2, (const char *[]) { NULL }, 0, NULL), SCHEMA_MISSING, "an empty table");
 }
 
 Test(schema, older) {
-        char *applied[] = { "001_create_batches.sql" }, *gap[] = { "002_add_instance_and_indexes.sql" };
+        const char *applied[] = { "001_create_batches.sql" }, *gap[] = { "002_add_instance_and_indexes.sql" };
         const char *missing = NULL;
 
         cr_assert_eq(schema_compare(expected, 2, applied, 1, &missing), SCHEMA_OLDER);
@@ -24,8 +24,8 @@ Test(schema, older) {
 }
 
 Test(schema, current) {
-        char *applied[] = { "002_add_instance_and_indexes.sql", "001_create_batches.sql" };
-        char *newer[] = { "001_create_batches.sql", "003_something_later.sql", "002_add_instance_and_indexes.sql" };
+        const char *applied[] = { "002_add_instance_and_indexes.sql", "001_create_batches.sql" };
+        const char *newer[] = { "001_create_batches.sql", "003_something_later.sql", "002_add_instance_and_indexes.sql" };
         const char *missing = "x";
 
         cr_assert_eq(schema_compare(expected, 2, applied, 2, &missing), SCHEMA_CURRENT, "in any order");

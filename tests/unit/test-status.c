@@ -25,6 +25,7 @@ static StatusSnapshot healthy(void) {
                 .stats = &stats,
                 .broker_connected = true,
                 .database_connected = true,
+                .schema = SCHEMA_CURRENT,
                 .circuit = CIRCUIT_CLOSED,
                 .prefetch = 300,
         };
@@ -174,6 +175,48 @@ Test(status, not_ready) {
         cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(get(o, "reasons", json_type_array), 0)),
                          "circuit_breaker: half_open, probing");
         json_object_put(o);
+
+        /* The database answers, without the schema: consuming waits for it (nothing started). */
+        s = healthy();
+        s.schema = SCHEMA_MISSING;
+        s.broker_connected = s.database_connected = false;
+        o = ready(&s, &code);
+        cr_assert_eq(code, 503);
+        cr_assert_not(status_is_ready(&s));
+        cr_assert_str_eq(get_str(o, "database"), "schema_missing");
+        cr_assert_str_eq(get_str(o, "checks.database.state"), "schema_missing");
+        cr_assert_not(json_object_get_boolean(get(o, "checks.database.ok", json_type_boolean)));
+        cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(get(o, "reasons", json_type_array), 0)),
+                         "rabbitmq: not connected yet: consuming waits for the database schema");
+        cr_assert_str_eq(json_object_get_string(json_object_array_get_idx(get(o, "reasons", json_type_array), 1)),
+                         "database: schema missing, run transmitter --migrate");
+        cr_assert_eq(json_object_array_length(get(o, "reasons", json_type_array)), 2);
+        json_object_put(o);
+
+        s.schema = SCHEMA_OLDER;
+        s.schema_missing = "002_add_instance_and_indexes.sql";
+        o = ready(&s, &code);
+        cr_assert_eq(code, 503);
+        cr_assert_str_eq(get_str(o, "database"), "schema_older");
+        cr_assert(has_reason(o, "database: schema older than this transmitter (002_add_instance_and_indexes.sql not "
+                                "applied), run transmitter --migrate"));
+        json_object_put(o);
+
+        /* Not reached yet: the schema is unknown, and nothing connects before it is known. */
+        s = healthy();
+        s.schema = SCHEMA_UNKNOWN;
+        s.broker_connected = s.database_connected = false;
+        o = ready(&s, &code);
+        cr_assert_eq(code, 503);
+        cr_assert_str_eq(get_str(o, "database"), "disconnected");
+        cr_assert(has_reason(o, "database: not connected, reconnecting in the background"));
+        cr_assert(has_reason(o, "rabbitmq: not connected yet: consuming waits for the database schema"));
+        json_object_put(o);
+
+        /* Connected both, but a schema that is not current is never ready. */
+        s = healthy();
+        s.schema = SCHEMA_OLDER;
+        cr_assert_not(status_is_ready(&s));
 
         /* Draining at shutdown: connected, but a load balancer should look elsewhere. */
         s = healthy();
@@ -339,6 +382,7 @@ Test(status, stats_busy) {
         cr_assert_str_eq(get_str(o, "rabbitmq.state"), "connected");
         cr_assert_eq(get_int(o, "rabbitmq.reconnects"), 4);
         cr_assert_str_eq(get_str(o, "database.state"), "connected");
+        cr_assert_str_eq(get_str(o, "database.schema"), "current");
         cr_assert_eq(get_int(o, "database.reconnects"), 6);
         cr_assert_eq(get_int(o, "database.backlog"), 9);
         cr_assert_eq(get_int(o, "database.totals.batches.pending"), 1);
@@ -428,4 +472,9 @@ Test(status, line) {
         /* Cut to the buffer, terminated. */
         status_line(&s, line, 12);
         cr_assert_str_eq(line, "sent 1532 b");
+
+        /* systemctl status says why nothing moves. */
+        s.schema = SCHEMA_MISSING;
+        status_line(&s, line, sizeof line);
+        cr_assert_str_eq(line, "consuming nothing: database schema missing, run transmitter --migrate");
 }
