@@ -167,6 +167,23 @@ def phase_replay(case, t, ids, marked, before):
     check(reasons_of(case.dead_letters()) == {"not_json": 2, "empty": 1, "invalid_utf8": 1}, "4 left, those not purged")
 
 
+def phase_refused_again(case, t):
+    """Replayed while the destination still refuses it: back in the dead-letter queue, with its new
+    reason, once."""
+    case.receiver.fault(reject_marker="AGAIN")
+    again = case.publish(1, prefix="again", extra=["--marker", "AGAIN"])[0]
+    wait_for(lambda: any(m["event_id"] == again for m in case.dead_letters()), 60, f"{again} dead-lettered")
+    rc, out, _ = case.cli("dead-letters", "replay", "--event-id", again)
+    check(rc == 0 and out.startswith("Replayed 1 dead letters"), f"{again} replayed while still refused")
+    dead = wait_for(lambda: [m for m in case.dead_letters() if m["event_id"] == again], 60,
+                    f"{again} refused again")
+    check(len(dead) == 1 and dead[0]["headers"]["x-transmitter-reason"] == "http_400",
+          "refused again: dead-lettered again, once, with its new reason")
+    rc, out, _ = case.cli("dead-letters", "purge", "--event-id", again, "--yes")
+    check(rc == 0 and out.startswith("Deleted 1 dead letters"), "purge --event-id")
+    case.receiver.clear_faults()
+
+
 def phase_kill(case, t):
     """A replay of 5,000 dead letters killed half-way, then run again."""
     case.receiver.fault(reject_marker="KILLME", status=404)
@@ -244,6 +261,7 @@ def body(case):
     case.wait_settled(timeout=60)
     before = phase_list_show(case, t, ids, marked)
     phase_replay(case, t, ids, marked, before)
+    phase_refused_again(case, t)
     phase_kill(case, t)
     phase_bad_input(case)
     check(t.stop() == 0, "SIGTERM: exit status 0")
