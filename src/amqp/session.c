@@ -16,6 +16,7 @@
 #include "amqp/headers.h"
 #include "amqp/session.h"
 #include "core/broker-url.h"
+#include "core/dead-letter-entry.h"
 #include "version.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
@@ -633,31 +634,38 @@ static int dead_letter_publish(Session *s, Delivery *d, const DeadLetterReason *
         _cleanup_free_ amqp_table_entry_t *entries = NULL;
         int status, r;
 
-        entries = calloc(n_orig + 3, sizeof *entries);
+        entries = calloc(n_orig + 4, sizeof *entries);
         if (!entries)
                 return -ENOMEM;
-        /* Keep the publisher's headers, but ours replace any of the same name. */
+        /* Keep the publisher's headers, and a replay's record (x-transmitter-replay-count, ...), but
+         * ours replace any of the same name. */
         for (size_t i = 0; i < n_orig; i++) {
                 const amqp_bytes_t *k = &orig->entries[i].key;
-                if (k->len >= 14 && memcmp(k->bytes, "x-transmitter-", 14) == 0)
+                if (dead_letter_header_is_own(k->bytes, k->len))
                         continue;
                 entries[n++] = orig->entries[i];
         }
         entries[n++] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("x-transmitter-reason"),
+                .key = amqp_cstring_bytes(DEAD_LETTER_HEADER_REASON),
                 .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reason->reason) },
         };
         if (reason->http_status > 0)
                 entries[n++] = (amqp_table_entry_t) {
-                        .key = amqp_cstring_bytes("x-transmitter-http-status"),
+                        .key = amqp_cstring_bytes(DEAD_LETTER_HEADER_HTTP_STATUS),
                         .value = { .kind = AMQP_FIELD_KIND_I32, .value.i32 = (int32_t) reason->http_status },
                 };
         if (reason->batch_id[0])
                 entries[n++] = (amqp_table_entry_t) {
-                        .key = amqp_cstring_bytes("x-transmitter-batch-id"),
+                        .key = amqp_cstring_bytes(DEAD_LETTER_HEADER_BATCH_ID),
                         .value = { .kind = AMQP_FIELD_KIND_UTF8,
                                    .value.bytes = amqp_cstring_bytes(reason->batch_id) },
                 };
+        /* When, for transmitter dead-letters list and --older-than: the timestamp property is the
+         * publisher's, and is often not set at all. */
+        entries[n++] = (amqp_table_entry_t) {
+                .key = amqp_cstring_bytes(DEAD_LETTER_HEADER_DEAD_LETTERED_AT),
+                .value = { .kind = AMQP_FIELD_KIND_TIMESTAMP, .value.u64 = now(CLOCK_REALTIME) / USEC_PER_SEC },
+        };
         props.headers = (amqp_table_t) { .num_entries = (int) n, .entries = entries };
         props._flags |= AMQP_BASIC_HEADERS_FLAG;
 

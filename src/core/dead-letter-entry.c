@@ -110,6 +110,20 @@ bool dead_letter_filter_match(const DeadLetterFilter *f, const DeadLetterEntry *
         return true;
 }
 
+bool dead_letter_header_is_own(const char *key, size_t len) {
+        static const char *const own[] = {
+                DEAD_LETTER_HEADER_REASON,
+                DEAD_LETTER_HEADER_HTTP_STATUS,
+                DEAD_LETTER_HEADER_BATCH_ID,
+                DEAD_LETTER_HEADER_DEAD_LETTERED_AT,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(own); i++)
+                if (len == strlen(own[i]) && memcmp(key, own[i], len) == 0)
+                        return true;
+        return false;
+}
+
 DeadLetterHeaderAction dead_letter_replay_header(const char *key, size_t len, char buf[static 256]) {
         const size_t prefix = strlen(DEAD_LETTER_HEADER_PREFIX), replayed = strlen(DEAD_LETTER_HEADER_REPLAYED_PREFIX);
 

@@ -84,6 +84,12 @@ static inline bool dead_letter_filter_is_empty(const DeadLetterFilter *f) {
 /* now: CLOCK_REALTIME. */
 bool dead_letter_filter_match(const DeadLetterFilter *f, const DeadLetterEntry *e, usec_t now);
 
+/* Whether the header named key (len bytes) is one the daemon sets when it dead-letters a message
+ * (reason, HTTP status, batch id, time), and so replaces on a message that had it before. A
+ * replay's x-transmitter-replay-count and x-transmitter-replayed-* stay: a replayed event refused
+ * again carries its new reason and its history. */
+bool dead_letter_header_is_own(const char *key, size_t len);
+
 typedef enum DeadLetterHeaderAction {
         DEAD_LETTER_HEADER_KEEP,    /* the publisher's own, or the broker's: unchanged */
         DEAD_LETTER_HEADER_RENAME,  /* x-transmitter-X becomes x-transmitter-replayed-X */

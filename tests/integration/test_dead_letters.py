@@ -75,6 +75,8 @@ def phase_list_show(case, t, ids, marked):
     check("By HTTP status:\n  400       20\n" in out, "list: 20 by HTTP status 400")
     rows = out.split("\nPOS ", 1)[1].splitlines()[1:]
     check(len(rows) == 27, "list: a row for each of the 27")
+    check("  oldest: " in out and "  newest: " in out and " without a time" not in out,
+          "list: oldest and newest, every message with the time it was dead-lettered")
     check(all(any(i in r for r in rows) for i in marked), "list: every refused event's id is in a row")
     after = case.dead_letters()
     check([identity(m) for m in after] == [identity(m) for m in before], "list changed nothing, not even the order")
@@ -94,6 +96,15 @@ def phase_list_show(case, t, ids, marked):
     rc, out, _ = case.cli("dead-letters", "list", "--reason", "not_json,empty", "--json")
     doc = json.loads(out)
     check(rc == 0 and doc["matched"] == 3 and doc["in_queue"] == 27, "list --reason not_json,empty: 3 of 27")
+    now = time.time()
+    stamps = [m["headers"].get("x-transmitter-dead-lettered-at") for m in before]
+    check(all(isinstance(x, int) and now - 600 < x <= now + 1 for x in stamps),
+          "every dead letter carries x-transmitter-dead-lettered-at, the time it was dead-lettered")
+    rc, out, _ = case.cli("dead-letters", "list", "--older-than", "1h", "--json")
+    check(rc == 0 and json.loads(out)["matched"] == 0, "list --older-than 1h: none (they are minutes old)")
+    time.sleep(2)
+    rc, out, _ = case.cli("dead-letters", "list", "--older-than", "1s", "--json")
+    check(rc == 0 and json.loads(out)["matched"] == 27, "list --older-than 1s: all 27")
 
     one = sorted(marked)[0]
     rc, out, _ = case.cli("dead-letters", "show", one)
@@ -177,8 +188,12 @@ def phase_refused_again(case, t):
     check(rc == 0 and out.startswith("Replayed 1 dead letters"), f"{again} replayed while still refused")
     dead = wait_for(lambda: [m for m in case.dead_letters() if m["event_id"] == again], 60,
                     f"{again} refused again")
-    check(len(dead) == 1 and dead[0]["headers"]["x-transmitter-reason"] == "http_400",
-          "refused again: dead-lettered again, once, with its new reason")
+    h = dead[0]["headers"]
+    check(len(dead) == 1 and h["x-transmitter-reason"] == "http_400" and h.get("x-transmitter-replay-count") == 1
+          and h.get("x-transmitter-replayed-reason") == "http_400",
+          f"refused again: dead-lettered again, once, with its new reason and the replay count ({h})")
+    rc, out, _ = case.cli("dead-letters", "list", "--event-id", again, "--json")
+    check(rc == 0 and json.loads(out)["messages"][0]["replay_count"] == 1, "list shows it was replayed once")
     rc, out, _ = case.cli("dead-letters", "purge", "--event-id", again, "--yes")
     check(rc == 0 and out.startswith("Deleted 1 dead letters"), "purge --event-id")
     case.receiver.clear_faults()

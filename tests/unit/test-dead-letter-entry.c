@@ -204,3 +204,15 @@ Test(dead_letter_entry, replay_headers) {
         cr_assert_eq(rename_header(long_key, buf), DEAD_LETTER_HEADER_RENAME);
         cr_assert_eq(strlen(buf), 255);
 }
+
+Test(dead_letter_entry, own_headers) {
+        cr_assert(dead_letter_header_is_own("x-transmitter-reason", 20));
+        cr_assert(dead_letter_header_is_own("x-transmitter-http-status", 25));
+        cr_assert(dead_letter_header_is_own("x-transmitter-batch-id", 22));
+        cr_assert(dead_letter_header_is_own("x-transmitter-dead-lettered-at", 30));
+        cr_assert_not(dead_letter_header_is_own("x-transmitter-replay-count", 26), "a replay's count stays");
+        cr_assert_not(dead_letter_header_is_own("x-transmitter-replayed-reason", 29), "and its record");
+        cr_assert_not(dead_letter_header_is_own("x-transmitter-reason-x", 22));
+        cr_assert_not(dead_letter_header_is_own("x-transmitter-reason", 19), "length, not the NUL, ends the key");
+        cr_assert_not(dead_letter_header_is_own("traceparent", 11));
+}
