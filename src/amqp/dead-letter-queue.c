@@ -6,6 +6,8 @@
 #include <stdio.h>
 
 #include "amqp/dead-letter-queue.h"
+#include "amqp/headers.h"
+#include "core/broker-url.h"
 #include "core/timespan.h"
 #include "util/buffer.h"
 #include "version.h"
@@ -72,13 +74,13 @@ static int check_reply(DeadLetterQueue *q, const char *what, char *error, size_t
         return -EPROTO;
 }
 
-static int connect_socket(DeadLetterQueue *q, const DeadLetterQueueSettings *s, struct amqp_connection_info *info,
-                          char *error, size_t size) {
+static int connect_socket(DeadLetterQueue *q, const DeadLetterQueueSettings *s, const BrokerUrl *url, char *error,
+                          size_t size) {
         struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
         amqp_socket_t *socket;
         int status;
 
-        if (info->ssl) {
+        if (url->tls) {
                 socket = amqp_ssl_socket_new(q->conn);
                 if (!socket) {
                         snprintf(error, size, "cannot create a TLS socket");
@@ -98,10 +100,9 @@ static int connect_socket(DeadLetterQueue *q, const DeadLetterQueueSettings *s, 
                 }
         }
         (void) amqp_set_handshake_timeout(q->conn, &tv);
-        status = amqp_socket_open_noblock(socket, info->host, info->port, &tv);
+        status = amqp_socket_open_noblock(socket, url->host, url->port, &tv);
         if (status != AMQP_STATUS_OK) {
-                snprintf(error, size, "cannot connect to RabbitMQ at %s:%d: %s", info->host, info->port,
-                         amqp_error_string2(status));
+                snprintf(error, size, "%s:%u: %s", url->host, url->port, amqp_error_string2(status));
                 return -ECONNREFUSED;
         }
         /* The same bound for every RPC: a frozen broker must not hang the tool forever. */
@@ -110,39 +111,11 @@ static int connect_socket(DeadLetterQueue *q, const DeadLetterQueueSettings *s, 
         return 0;
 }
 
-int dead_letter_queue_open(const DeadLetterQueueSettings *s, DeadLetterQueue **ret, uint64_t *ret_count, char *error,
-                           size_t size) {
-        _cleanup_(dead_letter_queue_freep) DeadLetterQueue *q = NULL;
-        _cleanup_free_ char *url = NULL;
-        struct amqp_connection_info info;
+static int login(DeadLetterQueue *q, const DeadLetterQueueSettings *s, const BrokerUrl *url, char *error,
+                 size_t size) {
         amqp_table_entry_t properties[3];
-        amqp_queue_declare_ok_t *ok;
         amqp_rpc_reply_t reply;
         char name[300];
-        int r;
-
-        q = calloc(1, sizeof *q);
-        if (!q)
-                return -ENOMEM;
-        q->queue = strdup(s->queue);
-        url = strdup(s->url);
-        if (!q->queue || !url)
-                return -ENOMEM;
-        amqp_default_connection_info(&info);
-        if (amqp_parse_url(url, &info) != AMQP_STATUS_OK) {
-                snprintf(error, size, "cannot parse RABBITMQ_URL");
-                return -EINVAL;
-        }
-        /* As the daemon: "amqp://host/" means the default vhost "/". */
-        if (isempty(info.vhost))
-                info.vhost = (char *) "/";
-
-        q->conn = amqp_new_connection();
-        if (!q->conn)
-                return -ENOMEM;
-        r = connect_socket(q, s, &info, error, size);
-        if (r < 0)
-                return r;
 
         snprintf(name, sizeof name, "transmitter dead-letters@%s", s->instance_id);
         properties[0] = (amqp_table_entry_t) {
@@ -157,17 +130,78 @@ int dead_letter_queue_open(const DeadLetterQueueSettings *s, DeadLetterQueue **r
                 .key = amqp_cstring_bytes("version"),
                 .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(TRANSMITTER_VERSION) },
         };
-        reply = amqp_login_with_properties(q->conn, info.vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
+        reply = amqp_login_with_properties(q->conn, url->vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
                                            &(amqp_table_t) { .num_entries = 3, .entries = properties },
-                                           AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+                                           AMQP_SASL_METHOD_PLAIN, url->user, url->password);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
                 char what[300];
 
-                snprintf(what, sizeof what, "login to RabbitMQ at %s:%d as %s", info.host, info.port, info.user);
+                snprintf(what, sizeof what, "login to RabbitMQ at %s:%u as %s", url->host, url->port, url->user);
                 format_reply(reply, what, error, size);
                 return -EACCES;
         }
-        q->connected = true;
+        return 0;
+}
+
+/* The nodes of RABBITMQ_URL in turn, as the daemon moves to the next one it can reach: any node
+ * of a cluster serves the queue. A refused login ends the search: the next node would refuse
+ * the same credentials. */
+static int connect_any(DeadLetterQueue *q, const DeadLetterQueueSettings *s, char *error, size_t size) {
+        _cleanup_(broker_url_list_done) BrokerUrlList urls = { 0 };
+        char tried[512] = "";
+        size_t used = 0;
+        int r;
+
+        r = broker_url_list_parse(s->url, &urls, NULL, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                snprintf(error, size, "cannot parse RABBITMQ_URL");
+                return r;
+        }
+        for (size_t i = 0; i < urls.n; i++) {
+                char why[300];
+
+                q->conn = amqp_new_connection();
+                if (!q->conn)
+                        return -ENOMEM;
+                r = connect_socket(q, s, &urls.urls[i], why, sizeof why);
+                if (r >= 0) {
+                        r = login(q, s, &urls.urls[i], error, size);
+                        if (r >= 0)
+                                q->connected = true;
+                        return r;
+                }
+                (void) amqp_destroy_connection(q->conn);
+                q->conn = NULL;
+                if (r != -ECONNREFUSED) {
+                        snprintf(error, size, "%s", why);
+                        return r;
+                }
+                if (used < sizeof tried)
+                        used += (size_t) snprintf(tried + used, sizeof tried - used, "%s%s", i > 0 ? "; " : "",
+                                                  why);
+        }
+        snprintf(error, size, "cannot connect to RabbitMQ at %s", tried);
+        return -ECONNREFUSED;
+}
+
+int dead_letter_queue_open(const DeadLetterQueueSettings *s, DeadLetterQueue **ret, uint64_t *ret_count, char *error,
+                           size_t size) {
+        _cleanup_(dead_letter_queue_freep) DeadLetterQueue *q = NULL;
+        amqp_queue_declare_ok_t *ok;
+        amqp_rpc_reply_t reply;
+        int r;
+
+        q = calloc(1, sizeof *q);
+        if (!q)
+                return -ENOMEM;
+        q->queue = strdup(s->queue);
+        if (!q->queue)
+                return -ENOMEM;
+        r = connect_any(q, s, error, size);
+        if (r < 0)
+                return r;
 
         amqp_channel_open(q->conn, GET_CHANNEL);
         r = check_reply(q, "channel.open", error, size);
@@ -325,8 +359,17 @@ static void read_x_death(const amqp_field_value_t *v, DeadLetterHeaders *h) {
         }
 }
 
+/* An integer header as amqp/headers.c reads the daemon's own (any integer kind, not negative);
+ * 0 when absent or unreadable. */
+static int64_t header_int(const amqp_table_t *headers, const char *key) {
+        uint64_t v;
+
+        return amqp_header_uint(headers, key, &v) >= 0 ? (int64_t) MIN(v, (uint64_t) INT64_MAX) : 0;
+}
+
 static void read_headers(DeadLetterMessage *m) {
         const amqp_basic_properties_t *p = &m->message.properties;
+        const amqp_table_t *t = &p->headers;
         DeadLetterHeaders *h = &m->headers;
         const char *first_death = NULL;
         size_t first_death_len = 0;
@@ -336,28 +379,19 @@ static void read_headers(DeadLetterMessage *m) {
                 h->timestamp = seconds_to_usec(p->timestamp > INT64_MAX ? 0 : (int64_t) p->timestamp);
         if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
                 return;
-        for (int i = 0; i < p->headers.num_entries; i++) {
-                const amqp_table_entry_t *e = &p->headers.entries[i];
-                bool ok;
-                int64_t n;
+
+        h->http_status = header_int(t, DEAD_LETTER_HEADER_HTTP_STATUS);
+        h->replay_count = header_int(t, DEAD_LETTER_HEADER_REPLAY_COUNT);
+        h->dead_lettered_at = seconds_to_usec(header_int(t, DEAD_LETTER_HEADER_DEAD_LETTERED_AT));
+        h->delivery_count = amqp_headers_delivery_count(t);
+        for (int i = 0; i < t->num_entries; i++) {
+                const amqp_table_entry_t *e = &t->entries[i];
 
                 if (key_is(&e->key, DEAD_LETTER_HEADER_REASON))
                         (void) field_string(&e->value, &h->reason, &h->reason_len);
                 else if (key_is(&e->key, DEAD_LETTER_HEADER_BATCH_ID))
                         (void) field_string(&e->value, &h->batch_id, &h->batch_id_len);
-                else if (key_is(&e->key, DEAD_LETTER_HEADER_HTTP_STATUS)) {
-                        n = field_int(&e->value, &ok);
-                        h->http_status = ok ? n : 0;
-                } else if (key_is(&e->key, DEAD_LETTER_HEADER_REPLAY_COUNT)) {
-                        n = field_int(&e->value, &ok);
-                        h->replay_count = ok ? n : 0;
-                } else if (key_is(&e->key, DEAD_LETTER_HEADER_DEAD_LETTERED_AT)) {
-                        n = field_int(&e->value, &ok);
-                        h->dead_lettered_at = ok ? seconds_to_usec(n) : 0;
-                } else if (key_is(&e->key, "x-delivery-count")) {
-                        n = field_int(&e->value, &ok);
-                        h->delivery_count = ok ? n : 0;
-                } else if (key_is(&e->key, "x-first-death-reason"))
+                else if (key_is(&e->key, "x-first-death-reason"))
                         (void) field_string(&e->value, &first_death, &first_death_len);
                 else if (key_is(&e->key, "x-death"))
                         read_x_death(&e->value, h);

@@ -257,6 +257,14 @@ def phase_bad_input(case):
                             settings={"RABBITMQ_URL": f"amqp://discovery:{SECRET}@127.0.0.1:9/"})
     check(rc == 1 and one_line(err) and "cannot connect to RabbitMQ at 127.0.0.1:9" in err and SECRET not in out + err,
           "a broker that is down: exit 1, one line, no password")
+    down = f"amqp://discovery:{SECRET}@127.0.0.1:9/,amqp://discovery:{SECRET}@127.0.0.1:10/"
+    rc, out, err = case.cli("dead-letters", "list", settings={"RABBITMQ_URL": down})
+    check(rc == 1 and one_line(err) and "127.0.0.1:9: " in err and "127.0.0.1:10: " in err and SECRET not in out + err,
+          "every node of a RABBITMQ_URL list down: exit 1, one line naming each, no password")
+    rc, out, err = case.cli("dead-letters", "list", "--json",
+                            settings={"RABBITMQ_URL": f"amqp://discovery:{SECRET}@127.0.0.1:9/,"
+                                                      + case.devenv["RABBITMQ_URL"]})
+    check(rc == 0 and json.loads(out)["in_queue"] >= 0, "the first node of a RABBITMQ_URL list down: the next one serves")
     rc, out, err = case.cli("dead-letters", "list", settings={"RABBITMQ_URL": case.devenv["RABBITMQ_URL"].replace(
         "discovery:discovery@", f"discovery:{SECRET}@")})
     check(rc == 1 and one_line(err) and "ACCESS_REFUSED" in err and SECRET not in out + err,
