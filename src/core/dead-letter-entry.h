@@ -9,7 +9,7 @@
 
 #include "util/util.h"
 
-/* The headers the daemon adds when it dead-letters a message (DESIGN §5). */
+/* The headers the daemon adds when it dead-letters a message (docs/architecture.md §5). */
 #define DEAD_LETTER_HEADER_PREFIX "x-transmitter-"
 #define DEAD_LETTER_HEADER_REASON "x-transmitter-reason"
 #define DEAD_LETTER_HEADER_HTTP_STATUS "x-transmitter-http-status"

@@ -33,7 +33,7 @@ typedef struct StatusSnapshot {
 } StatusSnapshot;
 
 /* Ready: broker and database connected, the database's schema current, the circuit closed (not
- * open, and not half_open with its probe out: DESIGN §8), and not stopping. */
+ * open, and not half_open with its probe out: docs/architecture.md §8), and not stopping. */
 bool status_is_ready(const StatusSnapshot *s);
 
 int status_health_json(Buffer *out);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""transmitter dead-letters (DESIGN §13, transmitter(8)) against a real broker, database and receiver.
+"""transmitter dead-letters (docs/architecture.md §13, transmitter-dead-letters(8)) against a real broker, database and receiver.
 
 2,000 events, 20 of them refused by the destination (400 marker) and 7 malformed: `list` shows the 27
 with their reasons and leaves the queue as it was, in order; `show` prints one; `replay --reason

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The daemon consumes nothing until the database has its schema (DESIGN §6, §8): what it delivers
+"""The daemon consumes nothing until the database has its schema (docs/architecture.md §6, §8): what it delivers
 must be recorded, else it is sent again. Tried as a new user would, DATABASE_MIGRATE=false and
 no `transmitter --migrate` yet: /ready answers 503 'database: schema missing, run transmitter
 --migrate', nothing is consumed or sent, one warning is logged; once `transmitter --migrate` ran,

@@ -161,7 +161,7 @@ Test(status, not_ready) {
         cr_assert_not_null(strstr(json_object_to_json_string(o), "HTTP 503: upstream down"));
         json_object_put(o);
 
-        /* Half-open, its probe out: the destination has not proved itself yet (DESIGN §8). */
+        /* Half-open, its probe out: the destination has not proved itself yet (docs/architecture.md §8). */
         s = healthy();
         s.circuit = CIRCUIT_HALF_OPEN;
         o = ready(&s, &code);
