@@ -242,6 +242,7 @@ void broker_url_done(BrokerUrl *u) {
         free(u->password);
         free(u->host);
         free(u->vhost);
+        free(u->shown);
         *u = (BrokerUrl){ 0 };
 }
 
@@ -316,6 +317,16 @@ int broker_url_list_parse(const char *text, BrokerUrlList *ret, size_t *ret_inde
                         return r;
                 }
                 l.n++;
+                {
+                        /* From the text as written, never rebuilt from the parsed fields: what the
+                         * operator wrote is what they recognise, and url_redact() is the one place
+                         * that knows where a password may hide. */
+                        _cleanup_free_ char *written = broker_url_list_item(text, i);
+
+                        l.urls[i].shown = written ? url_redact(written) : NULL;
+                        if (!l.urls[i].shown)
+                                return -ENOMEM;
+                }
                 if (l.urls[i].tls != l.urls[0].tls) {
                         *ret_index = i;
                         *ret_problem = "amqp:// and amqps:// mixed";

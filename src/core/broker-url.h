@@ -38,6 +38,8 @@ typedef struct BrokerUrl {
         char *host;     /* decoded, without the brackets of an IPv6 address */
         uint16_t port;
         char *vhost;    /* decoded, "/" when the URL names none */
+        char *shown;    /* the item as written, its password hidden (url_redact()): what logs, stats and
+                         * metrics show; set by broker_url_list_parse() only, NULL otherwise */
 } BrokerUrl;
 
 typedef struct BrokerUrlList {
@@ -50,9 +52,9 @@ typedef struct BrokerUrlList {
 int broker_url_parse(const char *text, size_t n, BrokerUrl *ret, const char **ret_problem);
 void broker_url_done(BrokerUrl *u);
 
-/* Parses a whole list. On -EINVAL, *ret_index (may be NULL) is the 0-based position of the item
- * that is wrong (or, for mixed schemes, of the first that differs from the first item) and
- * *ret_problem says what is wrong. */
+/* Parses a whole list, each URL with its shown form. On -EINVAL, *ret_index (may be NULL) is the
+ * 0-based position of the item that is wrong (or, for mixed schemes, of the first that differs
+ * from the first item) and *ret_problem says what is wrong. */
 int broker_url_list_parse(const char *text, BrokerUrlList *ret, size_t *ret_index, const char **ret_problem);
 void broker_url_list_done(BrokerUrlList *l);
 

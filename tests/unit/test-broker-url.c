@@ -192,6 +192,19 @@ Test(broker_url, list_item) {
         cr_expect_null(broker_url_list_item("amqp://h1/", 1));
 }
 
+/* Each URL of a list is shown as written, blanks around it dropped, its password hidden. */
+Test(broker_url, shown) {
+        _cleanup_(broker_url_list_done) BrokerUrlList l = { 0 };
+
+        cr_assert_eq(broker_url_list_parse(" amqp://u:Secret1@h1:5673/%2F , amqp://h2/prod,amqp://v@h3/", &l, NULL,
+                                           NULL),
+                     0);
+        cr_assert_eq(l.n, 3);
+        cr_expect_str_eq(l.urls[0].shown, "amqp://u:***@h1:5673/%2F");
+        cr_expect_str_eq(l.urls[1].shown, "amqp://h2/prod");
+        cr_expect_str_eq(l.urls[2].shown, "amqp://v@h3/");
+}
+
 /* Whatever an operator writes, good or bad, its redacted form shows no password: neither whole
  * nor, where it holds separators, any of its pieces. */
 Test(broker_url, redaction_never_shows_a_password) {
@@ -232,7 +245,13 @@ Test(broker_url, redaction_never_shows_a_password) {
                         for (size_t j = 0; item_shown && j < ELEMENTSOF(cases[i].secrets) && cases[i].secrets[j]; j++)
                                 cr_expect_null(strstr(item_shown, cases[i].secrets[j]), "%s: item %zu shown as %s",
                                                cases[i].url, index + 1, item_shown);
-                } else
+                } else {
+                        /* And each URL of a good list as logs, stats and metrics show it. */
+                        for (size_t k = 0; k < l.n; k++)
+                                for (size_t j = 0; j < ELEMENTSOF(cases[i].secrets) && cases[i].secrets[j]; j++)
+                                        cr_expect_null(strstr(l.urls[k].shown, cases[i].secrets[j]),
+                                                       "%s: URL %zu shown as %s", cases[i].url, k + 1, l.urls[k].shown);
                         broker_url_list_done(&l);
+                }
         }
 }
