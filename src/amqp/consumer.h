@@ -37,8 +37,8 @@ typedef struct AmqpDelivery {
 } AmqpDelivery;
 
 typedef enum AmqpEventType {
-        AMQP_EVENT_CONNECTED,     /* epoch */
-        AMQP_EVENT_DISCONNECTED,  /* epoch (0: a connect attempt failed), message */
+        AMQP_EVENT_CONNECTED,     /* epoch, url_index */
+        AMQP_EVENT_DISCONNECTED,  /* epoch (0: a connect attempt failed), url_index, message */
         AMQP_EVENT_DELIVERY,      /* delivery, owned by the handler from now on */
         AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish */
         AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
@@ -51,6 +51,8 @@ typedef struct AmqpEvent {
         AmqpDelivery *delivery;
         bool ok;
         const char *message; /* NULL for deliveries; valid until the handler returns */
+        size_t url_index;    /* CONNECTED, DISCONNECTED: the URL of RABBITMQ_URL's list (0-based) the
+                              * connection or the connect attempt was to */
 } AmqpEvent;
 
 AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
@@ -62,7 +64,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(AmqpDelivery *, amqp_delivery_free);
 typedef void (*AmqpEventHandler)(AmqpConsumer *c, AmqpEvent *event, void *userdata);
 
 typedef struct AmqpSettings {
-        const char *url;
+        const char *url;      /* RABBITMQ_URL: one or more URLs, checked by the configuration */
         const char *ca_file;  /* amqps:// trust anchors */
         const char *exchange;
         const char *queue;

@@ -38,7 +38,8 @@ typedef enum ConfirmState {
 
 struct Session {
         /* Set by session_new(), read-only after. */
-        char *url, *ca_file, *exchange, *queue, *dead_letter_exchange, *dead_queue, *instance_id;
+        BrokerUrlList urls; /* RABBITMQ_URL's nodes, tried in turn */
+        char *ca_file, *exchange, *queue, *dead_letter_exchange, *dead_queue, *instance_id;
         QueueType queue_type;
         unsigned prefetch, heartbeat_s, connect_timeout_s;
 
@@ -83,6 +84,17 @@ static void post_event(Session *s, AmqpEventType type, uint64_t epoch, bool ok, 
 
         if (ev)
                 mailbox_post(s->events, &ev->item);
+}
+
+/* A connection or a connect attempt to the index-th URL began or ended. */
+static void post_connection_event(Session *s, AmqpEventType type, uint64_t epoch, size_t index, bool ok,
+                                  const char *message) {
+        Event *ev = event_new(type, epoch, ok, message);
+
+        if (!ev)
+                return;
+        ev->public.url_index = index;
+        mailbox_post(s->events, &ev->item);
 }
 
 /* Hands the delivery back to the loop in its own event, with the command attached for the
@@ -263,24 +275,14 @@ static void session_close(Session *s) {
         s->consuming = false;
 }
 
-static int session_open(Session *s, char *error, size_t size) {
-        _cleanup_(broker_url_list_done) BrokerUrlList urls = { 0 };
-        const BrokerUrl *url;
+static int session_open(Session *s, const BrokerUrl *url, char *error, size_t size) {
         amqp_socket_t *socket;
         struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
         amqp_rpc_reply_t reply;
         char connection_name[300];
         amqp_table_entry_t capabilities[2], properties[4];
         amqp_basic_consume_ok_t *consume_ok;
-        int status, r;
-
-        /* The parser the configuration checked the list with; its first URL for now. */
-        r = broker_url_list_parse(s->url, &urls, NULL, NULL);
-        if (r < 0) {
-                snprintf(error, size, "cannot parse RABBITMQ_URL");
-                return r;
-        }
-        url = &urls.urls[0];
+        int status;
 
         s->conn = amqp_new_connection();
         if (!s->conn)
@@ -808,31 +810,42 @@ static void wait_backoff(Session *s, usec_t delay) {
         }
 }
 
+/* One connection at a time, to the URLs of the list in turn (architecture §10): a connect that fails
+ * moves on to the next URL at once, and so does a lost connection, so that a dead node costs
+ * one attempt and the others are tried before any wait. Only a whole round of failed attempts
+ * waits out the backoff before the next. */
 static void *session_thread(void *userdata) {
         Session *s = userdata;
         usec_t backoff = RECONNECT_BACKOFF_MIN;
+        size_t next = 0, failed = 0;
 
         while (!atomic_load(&s->stop_requested)) {
+                size_t i = next;
                 char error[256] = "";
                 int r;
 
-                r = session_open(s, error, sizeof error);
+                next = (i + 1) % s->urls.n;
+                r = session_open(s, &s->urls.urls[i], error, sizeof error);
                 if (r < 0) {
                         session_close(s);
-                        post_event(s, AMQP_EVENT_DISCONNECTED, 0, false, error);
-                        wait_backoff(s, backoff);
-                        backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
+                        post_connection_event(s, AMQP_EVENT_DISCONNECTED, 0, i, false, error);
+                        if (++failed >= s->urls.n) {
+                                failed = 0;
+                                wait_backoff(s, backoff);
+                                backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
+                        }
                         continue;
                 }
+                failed = 0;
                 backoff = RECONNECT_BACKOFF_MIN;
                 s->epoch++;
-                post_event(s, AMQP_EVENT_CONNECTED, s->epoch, true, NULL);
+                post_connection_event(s, AMQP_EVENT_CONNECTED, s->epoch, i, true, NULL);
 
                 r = session_run(s, error, sizeof error);
                 if (r < 0)
                         s->connected = false; /* its socket failed: no clean close to try */
                 session_close(s);
-                post_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, r >= 0, r >= 0 ? "closed" : error);
+                post_connection_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, i, r >= 0, r >= 0 ? "closed" : error);
         }
 
         {
@@ -886,13 +899,16 @@ int session_new(const AmqpSettings *settings, Mailbox *events, Session **ret) {
                 .consumer_tag = amqp_empty_bytes,
         };
 
-        s->url = strdup(settings->url);
+        /* The parser the configuration checked the list with. */
+        r = broker_url_list_parse(settings->url, &s->urls, NULL, NULL);
+        if (r < 0)
+                return r;
         s->exchange = strdup(settings->exchange);
         s->queue = strdup(settings->queue);
         s->dead_letter_exchange = strdup(settings->dead_letter_exchange);
         s->instance_id = strdup(settings->instance_id);
         s->ca_file = settings->ca_file ? strdup(settings->ca_file) : NULL;
-        if (!s->url || !s->exchange || !s->queue || !s->dead_letter_exchange || !s->instance_id ||
+        if (!s->exchange || !s->queue || !s->dead_letter_exchange || !s->instance_id ||
             (settings->ca_file && !s->ca_file))
                 return -ENOMEM;
         if (asprintf(&s->dead_queue, "%s.dead", settings->queue) < 0)
@@ -933,7 +949,7 @@ Session *session_free(Session *s) {
                 }
         mailbox_free(s->commands);
         pthread_mutex_destroy(&s->lock);
-        free(s->url);
+        broker_url_list_done(&s->urls);
         free(s->ca_file);
         free(s->exchange);
         free(s->queue);

@@ -17,6 +17,7 @@
 #include "amqp/consumer.h"
 #include "core/ack-tracker.h"
 #include "core/batcher.h"
+#include "core/broker-url.h"
 #include "core/circuit.h"
 #include "core/envelope.h"
 #include "core/retry.h"
@@ -70,7 +71,9 @@ struct Pipeline {
         uint64_t epoch; /* of the current broker connection, 0: none */
         bool broker_connected;
         bool broker_ever_connected;
-        char last_broker_error[256];
+        BrokerUrlList broker_urls;   /* RABBITMQ_URL parsed, for the shown form of each node */
+        size_t broker_url;           /* the node of the current connection, or of the last one */
+        uint64_t *broker_errors;     /* per node, a hash of the last connect error logged; 0: none */
         AckTracker acks;
 
         Batcher batcher;

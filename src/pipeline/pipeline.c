@@ -39,6 +39,61 @@ static void abandon_epoch(Pipeline *p) {
         ack_tracker_reset(&p->acks);
 }
 
+static const char *broker_shown(const Pipeline *p, size_t index) {
+        return index < p->broker_urls.n ? p->broker_urls.urls[index].shown : "?";
+}
+
+/* FNV-1a: connect errors are told apart by a hash, never kept (they may name hosts at length). */
+static uint64_t message_hash(const char *m) {
+        uint64_t h = UINT64_C(0xcbf29ce484222325);
+
+        for (; *m; m++)
+                h = (h ^ (uint8_t) *m) * UINT64_C(0x100000001b3);
+        return h | 1; /* never 0, which means "none" */
+}
+
+static void on_broker_connected(Pipeline *p, const AmqpEvent *ev) {
+        const char *url = broker_shown(p, ev->url_index);
+
+        p->epoch = ev->epoch;
+        ack_tracker_reset(&p->acks);
+        p->broker_connected = true;
+        p->broker_url = ev->url_index;
+        memset(p->broker_errors, 0, p->broker_urls.n * sizeof p->broker_errors[0]);
+        if (p->broker_ever_connected) {
+                p->stats.broker_reconnects++;
+                log_struct(LOG_NOTICE, LOG_MESSAGE("Connection to RabbitMQ regained at %s", url),
+                           LOG_MESSAGE_ID(MESSAGE_ID_BROKER_REGAINED), LOG_FIELD("BROKER_URL=%s", url), NULL);
+        } else
+                log_struct(LOG_INFO,
+                           LOG_MESSAGE("Connected to RabbitMQ at %s, consuming from %s (prefetch %u)", url,
+                                       p->config->rabbitmq_queue, config_prefetch(p->config)),
+                           LOG_FIELD("BROKER_URL=%s", url), NULL);
+        p->broker_ever_connected = true;
+}
+
+static void on_broker_disconnected(Pipeline *p, const AmqpEvent *ev) {
+        const char *url = broker_shown(p, ev->url_index), *message = strempty(ev->message);
+
+        if (ev->epoch != 0 && ev->epoch == p->epoch) {
+                p->epoch = 0;
+                p->broker_connected = false;
+                if (!p->stopping)
+                        log_struct(LOG_WARNING,
+                                   LOG_MESSAGE("Connection to RabbitMQ lost at %s: %s%s", url, message,
+                                               p->broker_urls.n > 1 ? "; trying the next URL" : ""),
+                                   LOG_MESSAGE_ID(MESSAGE_ID_BROKER_LOST), LOG_FIELD("BROKER_URL=%s", url), NULL);
+                abandon_epoch(p);
+        } else if (ev->url_index < p->broker_urls.n && p->broker_errors[ev->url_index] != message_hash(message)) {
+                /* Each node's each distinct reason once, not every attempt of a long outage. */
+                log_struct(LOG_WARNING,
+                           LOG_MESSAGE("Cannot connect to RabbitMQ at %s (retrying in the background): %s", url,
+                                       message),
+                           LOG_FIELD("BROKER_URL=%s", url), NULL);
+                p->broker_errors[ev->url_index] = message_hash(message);
+        }
+}
+
 static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
         Pipeline *p = userdata;
 
@@ -52,33 +107,11 @@ static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
                 break;
 
         case AMQP_EVENT_CONNECTED:
-                p->epoch = ev->epoch;
-                ack_tracker_reset(&p->acks);
-                p->broker_connected = true;
-                p->last_broker_error[0] = '\0';
-                if (p->broker_ever_connected) {
-                        p->stats.broker_reconnects++;
-                        log_struct(LOG_NOTICE, LOG_MESSAGE("Connection to RabbitMQ regained"),
-                                   LOG_MESSAGE_ID(MESSAGE_ID_BROKER_REGAINED), NULL);
-                } else
-                        log_info("Connected to RabbitMQ, consuming from %s (prefetch %u)", p->config->rabbitmq_queue,
-                                 config_prefetch(p->config));
-                p->broker_ever_connected = true;
+                on_broker_connected(p, ev);
                 break;
 
         case AMQP_EVENT_DISCONNECTED:
-                if (ev->epoch != 0 && ev->epoch == p->epoch) {
-                        p->epoch = 0;
-                        p->broker_connected = false;
-                        if (!p->stopping)
-                                log_struct(LOG_WARNING, LOG_MESSAGE("Connection to RabbitMQ lost: %s", strempty(ev->message)),
-                                           LOG_MESSAGE_ID(MESSAGE_ID_BROKER_LOST), NULL);
-                        abandon_epoch(p);
-                } else if (!streq(strempty(ev->message), p->last_broker_error)) {
-                        /* Each distinct reason once, not every attempt of a long outage. */
-                        log_warning("Cannot connect to RabbitMQ (retrying in the background): %s", strempty(ev->message));
-                        snprintf(p->last_broker_error, sizeof p->last_broker_error, "%s", strempty(ev->message));
-                }
+                on_broker_disconnected(p, ev);
                 pipeline_schedule(p);
                 break;
 
@@ -228,6 +261,14 @@ int pipeline_new(sd_event *e, const Config *c, Telemetry *telemetry, Pipeline **
         p->circuit_changed_realtime = now(CLOCK_REALTIME);
         apply_config(p, c);
 
+        /* The list the configuration checked; the AMQP thread parses it the same way. */
+        r = broker_url_list_parse(c->rabbitmq_url, &p->broker_urls, NULL, NULL);
+        if (r < 0)
+                return r;
+        p->broker_errors = calloc(p->broker_urls.n, sizeof p->broker_errors[0]);
+        if (!p->broker_errors)
+                return -ENOMEM;
+
         r = envelope_new(c->compression_level, &p->envelope);
         if (r < 0)
                 return r;
@@ -341,6 +382,8 @@ Pipeline *pipeline_free(Pipeline *p) {
         ledger_free(p->ledger);
         envelope_free(p->envelope);
         free(p->scratch);
+        free(p->broker_errors);
+        broker_url_list_done(&p->broker_urls);
         sd_event_source_disable_unref(p->batch_timer);
         sd_event_source_disable_unref(p->circuit_timer);
         sd_event_source_disable_unref(p->stop_timer);

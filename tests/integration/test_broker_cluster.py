@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """The daemon on a three-node RabbitMQ cluster of the test's own (tests/env/rabbitmq-cluster.sh;
 architecture §10): RABBITMQ_URL is the list of the three nodes, the queue a quorum queue. Mid-flow a node
-the daemon does not use (it connects to the list's first for now) is killed with kill -9 and brought
-back: the quorum queue keeps its majority, every event is delivered and the queue ends empty.
-The groundwork for the broker failover tests (killing the node in use), which need the daemon to
-move along the list."""
+the daemon does not use (it connects to the list's first) is killed with kill -9 and brought back:
+the quorum queue keeps its majority, every event is delivered and the queue ends empty. Killing or
+freezing the node in use is test_broker_failover's."""
 
 import os
 import shutil
