@@ -40,6 +40,12 @@ static const char *connected(bool b) {
         return b ? "connected" : "disconnected";
 }
 
+const char *status_broker_url(const StatusSnapshot *s) {
+        if (!s->broker_connected || !s->broker_urls || s->broker_url >= s->n_broker_urls)
+                return NULL;
+        return s->broker_urls[s->broker_url];
+}
+
 bool status_is_ready(const StatusSnapshot *s) {
         /* Half-open is not ready: the destination has not proved itself yet, and between two failed
          * probes of an outage that goes on, a load balancer must not see it flap to 200. */
@@ -257,6 +263,8 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
 
         broker = json_object_new_object();
         json_object_object_add(broker, "state", json_object_new_string(connected(s->broker_connected)));
+        json_object_object_add(broker, "url",
+                               status_broker_url(s) ? json_object_new_string(status_broker_url(s)) : NULL);
         json_object_object_add(broker, "reconnects", u64(st->broker_reconnects));
         json_object_object_add(o, "rabbitmq", broker);
 
@@ -287,6 +295,8 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
 }
 
 void status_line(const StatusSnapshot *s, char *buf, size_t size) {
+        const char *url = status_broker_url(s);
+
         if (s->schema == SCHEMA_MISSING || s->schema == SCHEMA_OLDER) {
                 char schema[256];
 
@@ -294,8 +304,10 @@ void status_line(const StatusSnapshot *s, char *buf, size_t size) {
                 snprintf(buf, size, "consuming nothing: database %s", schema);
                 return;
         }
+        /* The node last: the fixed part reads the same whichever node it is. */
         snprintf(buf, size,
-                 "sent %" PRIu64 " batches / %" PRIu64 " events, circuit %s, broker %s, database %s, in flight %u",
+                 "sent %" PRIu64 " batches / %" PRIu64 " events, circuit %s, broker %s, database %s, in flight %u%s%s",
                  s->stats->batches_sent, s->stats->events_sent, circuit_state_to_string(s->circuit),
-                 connected(s->broker_connected), connected(s->database_connected), s->in_flight);
+                 connected(s->broker_connected), connected(s->database_connected), s->in_flight,
+                 url ? ", broker at " : "", strempty(url));
 }

@@ -18,6 +18,11 @@ typedef struct StatusSnapshot {
         bool stopping;             /* SIGTERM received: draining, no longer ready */
         const PipelineStats *stats;
         bool broker_connected;
+        /* RABBITMQ_URL's nodes as shown (BrokerUrl.shown: passwords hidden), and which of them
+         * the connection is to while broker_connected. */
+        const char *const *broker_urls;
+        size_t n_broker_urls;
+        size_t broker_url;
         bool database_connected;
         uint64_t database_reconnects;
         SchemaState schema;        /* consuming starts once it is SCHEMA_CURRENT */
@@ -40,7 +45,11 @@ int status_health_json(Buffer *out);
 /* Returns the HTTP status to answer with: 200 or 503. */
 int status_ready_json(const StatusSnapshot *s, Buffer *out, unsigned *ret_http_status);
 int status_stats_json(const StatusSnapshot *s, Buffer *out);
-/* e.g. "sent 1532 batches / 153200 events, circuit closed, broker connected, database connected, in flight 1" */
+/* The node in use as shown, NULL when not connected. */
+const char *status_broker_url(const StatusSnapshot *s);
+
+/* e.g. "sent 1532 batches / 153200 events, circuit closed, broker connected, database connected,
+ * in flight 1, broker at amqp://gw:***@10.0.0.2:5672/" */
 void status_line(const StatusSnapshot *s, char *buf, size_t size);
 
 /* The dead-letter counts by the x-transmitter-reason the messages carry: each fixed reason

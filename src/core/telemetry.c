@@ -7,7 +7,7 @@ struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_redelivered, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
                 *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *prefetch, *ledger_backlog, *up,
-                *request_duration, *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns;
+                *request_duration, *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns, *broker_connected;
 };
 
 static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -110,6 +110,10 @@ int telemetry_new(Telemetry **ret) {
             (r = metrics_gauge_new(reg, "transmitter_ledger_backlog_records",
                                    "Batch records waiting for PostgreSQL to commit them.", NULL, &t->ledger_backlog)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_up", "Whether the connection to a peer is up.", "peer", &t->up)) < 0 ||
+            (r = metrics_gauge_new(reg, "transmitter_broker_connected_info",
+                                   "The RabbitMQ node in use: 1 for the URL of RABBITMQ_URL connected to, 0 for the "
+                                   "others of the list (passwords hidden).",
+                                   "url", &t->broker_connected)) < 0 ||
             (r = metrics_histogram_new(reg, "transmitter_http_request_duration_seconds",
                                        "Duration of requests to the destination.", duration_bounds,
                                        ELEMENTSOF(duration_bounds), &t->request_duration)) < 0 ||
@@ -197,6 +201,9 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         set(t->prefetch, NULL, snap->prefetch);
         set(t->ledger_backlog, NULL, (double) snap->ledger_backlog);
         set(t->up, "rabbitmq", snap->broker_connected);
+        /* A series per URL of the list, fixed at start: a node given up on reads 0, not stale 1. */
+        for (size_t i = 0; i < snap->n_broker_urls; i++)
+                set(t->broker_connected, snap->broker_urls[i], snap->broker_connected && i == snap->broker_url);
         set(t->up, "postgresql", snap->database_connected);
 
         buffer_clear(out);

@@ -46,7 +46,7 @@ typedef struct Daemon {
 
 static void update_status(Daemon *d) {
         StatusSnapshot s;
-        char line[256];
+        char line[512]; /* the broker URL may be long */
 
         status_snapshot_take(&d->api_context, &s);
         if (d->stopping)
@@ -153,7 +153,7 @@ static int on_reload(sd_event_source *s, const struct signalfd_siginfo *si, void
 finish:
         {
                 StatusSnapshot snap;
-                char line[256];
+                char line[512]; /* the broker URL may be long */
 
                 status_snapshot_take(&d->api_context, &snap);
                 status_line(&snap, line, sizeof line);

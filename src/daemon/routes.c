@@ -11,6 +11,8 @@ void status_snapshot_take(const ApiContext *ctx, StatusSnapshot *ret) {
         const Config *c = *ctx->config;
         const SchemaWatch *schema = ctx->schema ? *ctx->schema : NULL;
         usec_t monotonic = now(CLOCK_MONOTONIC);
+        size_t n_broker_urls;
+        const char *const *broker_urls = pipeline_broker_urls(p, &n_broker_urls);
 
         *ret = (StatusSnapshot) {
                 .version = TRANSMITTER_VERSION,
@@ -21,6 +23,9 @@ void status_snapshot_take(const ApiContext *ctx, StatusSnapshot *ret) {
                 .stopping = ctx->stopping && *ctx->stopping,
                 .stats = pipeline_stats(p),
                 .broker_connected = pipeline_broker_connected(p),
+                .broker_urls = broker_urls,
+                .n_broker_urls = n_broker_urls,
+                .broker_url = pipeline_broker_url(p),
                 .database_connected = pipeline_database_connected(p),
                 .database_reconnects = pipeline_database_reconnects(p),
                 .schema = schema ? schema_watch_state(schema) : SCHEMA_CURRENT,

@@ -72,6 +72,7 @@ struct Pipeline {
         bool broker_connected;
         bool broker_ever_connected;
         BrokerUrlList broker_urls;   /* RABBITMQ_URL parsed, for the shown form of each node */
+        const char **broker_shown;   /* broker_urls' shown forms, for the status snapshot */
         size_t broker_url;           /* the node of the current connection, or of the last one */
         uint64_t *broker_errors;     /* per node, a hash of the last connect error logged; 0: none */
         AckTracker acks;

@@ -265,9 +265,12 @@ int pipeline_new(sd_event *e, const Config *c, Telemetry *telemetry, Pipeline **
         r = broker_url_list_parse(c->rabbitmq_url, &p->broker_urls, NULL, NULL);
         if (r < 0)
                 return r;
+        p->broker_shown = calloc(p->broker_urls.n, sizeof p->broker_shown[0]);
         p->broker_errors = calloc(p->broker_urls.n, sizeof p->broker_errors[0]);
-        if (!p->broker_errors)
+        if (!p->broker_shown || !p->broker_errors)
                 return -ENOMEM;
+        for (size_t i = 0; i < p->broker_urls.n; i++)
+                p->broker_shown[i] = p->broker_urls.urls[i].shown;
 
         r = envelope_new(c->compression_level, &p->envelope);
         if (r < 0)
@@ -382,6 +385,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         ledger_free(p->ledger);
         envelope_free(p->envelope);
         free(p->scratch);
+        free(p->broker_shown);
         free(p->broker_errors);
         broker_url_list_done(&p->broker_urls);
         sd_event_source_disable_unref(p->batch_timer);
@@ -399,6 +403,15 @@ const PipelineStats *pipeline_stats(const Pipeline *p) {
 
 bool pipeline_broker_connected(const Pipeline *p) {
         return p->broker_connected;
+}
+
+const char *const *pipeline_broker_urls(const Pipeline *p, size_t *ret_n) {
+        *ret_n = p->broker_urls.n;
+        return p->broker_shown;
+}
+
+size_t pipeline_broker_url(const Pipeline *p) {
+        return p->broker_url;
 }
 
 bool pipeline_database_connected(const Pipeline *p) {

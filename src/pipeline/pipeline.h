@@ -34,6 +34,9 @@ void pipeline_stop(Pipeline *p, usec_t timeout, void (*done)(Pipeline *p, bool c
 
 const PipelineStats *pipeline_stats(const Pipeline *p);
 bool pipeline_broker_connected(const Pipeline *p);
+/* RABBITMQ_URL's nodes as shown (passwords hidden), and the index of the one in use. */
+const char *const *pipeline_broker_urls(const Pipeline *p, size_t *ret_n);
+size_t pipeline_broker_url(const Pipeline *p);
 bool pipeline_database_connected(const Pipeline *p);
 uint64_t pipeline_database_reconnects(const Pipeline *p);
 CircuitState pipeline_circuit_state(const Pipeline *p);

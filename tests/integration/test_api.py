@@ -178,7 +178,9 @@ def check_stats(case, t, samples):
     err = s["last_error"]
     check(err and err["http_status"] == 400 and "400" in err["message"] and ISO.match(err["at"]),
           f"last error with status and message ({err})")
-    check(s["rabbitmq"] == {"state": "connected", "reconnects": 0}, "broker state and reconnects")
+    shown = case.devenv["RABBITMQ_URL"].replace("discovery:discovery@", "discovery:***@")
+    check(s["rabbitmq"] == {"state": "connected", "url": shown, "reconnects": 0},
+          f"broker state, the node in use with its password hidden, reconnects ({s['rabbitmq']})")
     check(s["database"]["state"] == "connected" and s["database"]["reconnects"] == 0, "database state and reconnects")
     tot = s["database"]["totals"]
     check(all(tot["batches"][k] == db.get(k, (0, 0))[0] and tot["events"][k] == db.get(k, (0, 0))[1]

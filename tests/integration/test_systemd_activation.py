@@ -91,9 +91,11 @@ def body(case, m):
           f"start {samples.get('process_start_time_seconds')}, {samples.get('process_open_fds')} fds")
 
     log("-- StatusText")
+    # The broker node in use last, its password hidden.
+    shown = case.base_settings["TRANSMITTER_RABBITMQ_URL"].replace("discovery:discovery@", "discovery:***@")
     text = m.wait_prop(svc.SERVICE, "StatusText", lambda v: "broker connected, database connected" in v, 20)
-    check(text == "sent 0 batches / 0 events, circuit closed, broker connected, database connected, in flight 0",
-          f"StatusText carries the summary: {text!r}")
+    check(text == "sent 0 batches / 0 events, circuit closed, broker connected, database connected, in flight 0, "
+          f"broker at {shown}", f"StatusText carries the summary: {text!r}")
     ids = case.publish(50, prefix="act")
     case.wait_delivered(ids, timeout=60)
     text = m.wait_prop(svc.SERVICE, "StatusText", lambda v: v.startswith("sent 5 batches / 50 events"), 15)
@@ -118,6 +120,13 @@ def body(case, m):
     batch_lines = [x for x in svc.journal() if "BATCH_ID" in x]
     check(len(batch_lines) == 5, f"one entry per batch at INFO ({len(batch_lines)} for 5 batches of 10 events)")
     check(not any(x.get("_TRANSPORT") == "stdout" for x in svc.journal()), "nothing came through stderr")
+
+    log("-- journal: BROKER_URL, its password hidden")
+    connected = wait_for(lambda: svc.journal(BROKER_URL=shown), 10, f"a journal entry with BROKER_URL={shown}")
+    check(connected[0]["MESSAGE"].startswith(f"Connected to RabbitMQ at {shown}, consuming from"),
+          f"the connect line carries BROKER_URL ({connected[0]['MESSAGE']!r})")
+    check(not any("discovery:discovery@" in " ".join(x.values()) for x in svc.journal()),
+          "no broker password anywhere in the journal")
 
     log("-- MESSAGE_ID: batch failed, circuit opened and closed")
     # A window rather than a count: a requeued batch may come back between two 503s and its

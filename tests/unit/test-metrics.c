@@ -540,9 +540,13 @@ Test(metrics, telemetry) {
                 .bytes_compressed = 160000,
                 .broker_reconnects = 3,
         };
+        static const char *const urls[] = { "amqp://gw:***@10.0.0.1:5672/", "amqp://gw:***@10.0.0.2:5672/" };
         StatusSnapshot snap = {
                 .stats = &st,
                 .broker_connected = true,
+                .broker_urls = urls,
+                .n_broker_urls = 2,
+                .broker_url = 1,
                 .database_connected = false,
                 .database_reconnects = 5,
                 .circuit = CIRCUIT_OPEN,
@@ -614,6 +618,10 @@ Test(metrics, telemetry) {
         cr_assert(has_line(text, "transmitter_ledger_backlog_records 4"));
         cr_assert(has_line(text, "transmitter_up{peer=\"rabbitmq\"} 1"));
         cr_assert(has_line(text, "transmitter_up{peer=\"postgresql\"} 0"));
+        /* The node in use 1, the other 0. */
+        cr_assert(has_line(text, "transmitter_broker_connected_info{url=\"amqp://gw:***@10.0.0.2:5672/\"} 1"), "%s",
+                  text);
+        cr_assert(has_line(text, "transmitter_broker_connected_info{url=\"amqp://gw:***@10.0.0.1:5672/\"} 0"));
         /* Histograms: cumulative, +Inf equal to _count. */
         cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         cr_assert(has_line(text, "transmitter_http_request_duration_seconds_bucket{le=\"0.025\"} 2"));
@@ -631,6 +639,18 @@ Test(metrics, telemetry) {
         cr_assert(has_line(text, "transmitter_batch_bytes_sum 16500"));
 
         expect_help_and_type(text);
+
+        {
+                /* Not connected: every node 0. */
+                _cleanup_free_ char *down = NULL;
+
+                snap.broker_connected = false;
+                cr_assert_eq(telemetry_format(t, &snap, &b), 0);
+                down = strndup((const char *) b.data, b.size);
+                buffer_done(&b);
+                cr_assert(has_line(down, "transmitter_broker_connected_info{url=\"amqp://gw:***@10.0.0.2:5672/\"} 0"));
+                cr_assert(has_line(down, "transmitter_broker_connected_info{url=\"amqp://gw:***@10.0.0.1:5672/\"} 0"));
+        }
 
         said = promtool_check(text);
         if (!said)

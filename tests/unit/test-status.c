@@ -457,6 +457,46 @@ Test(status, dead_letter_reasons) {
 #endif
 }
 
+/* The node in use, as the pipeline shows it (BrokerUrl.shown, passwords hidden already): in the
+ * stats, and in the STATUS= line; nothing while not connected. */
+Test(status, broker_url) {
+        static const char *const urls[] = { "amqp://gw:***@10.0.0.1:5672/", "amqp://gw:***@10.0.0.2:5672/" };
+        StatusSnapshot s = healthy();
+        char line[256];
+        json_object *o;
+
+        o = stats_json(&s);
+        get(o, "rabbitmq.url", json_type_null);
+        json_object_put(o);
+
+        s.broker_urls = urls;
+        s.n_broker_urls = 2;
+        s.broker_url = 1;
+        cr_assert_str_eq(status_broker_url(&s), urls[1]);
+        o = stats_json(&s);
+        cr_assert_str_eq(get_str(o, "rabbitmq.url"), "amqp://gw:***@10.0.0.2:5672/");
+        cr_assert_str_eq(get_str(o, "rabbitmq.state"), "connected");
+        json_object_put(o);
+        status_line(&s, line, sizeof line);
+        cr_assert_str_eq(line, "sent 0 batches / 0 events, circuit closed, broker connected, database connected, "
+                               "in flight 0, broker at amqp://gw:***@10.0.0.2:5672/");
+
+        s.broker_connected = false;
+        cr_assert_null(status_broker_url(&s));
+        o = stats_json(&s);
+        get(o, "rabbitmq.url", json_type_null);
+        cr_assert_str_eq(get_str(o, "rabbitmq.state"), "disconnected");
+        json_object_put(o);
+        status_line(&s, line, sizeof line);
+        cr_assert_str_eq(line, "sent 0 batches / 0 events, circuit closed, broker disconnected, "
+                               "database connected, in flight 0");
+
+        /* An index past the list (none yet) shows nothing rather than reading past it. */
+        s.broker_connected = true;
+        s.broker_url = 2;
+        cr_assert_null(status_broker_url(&s));
+}
+
 Test(status, line) {
         StatusSnapshot s = healthy();
         char line[256];
