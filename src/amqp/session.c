@@ -25,6 +25,9 @@
 #define RECONNECT_BACKOFF_MAX (10 * USEC_PER_SEC)
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
+/* Declarations: a channel of their own, so that a declaration the broker refuses (and closes its
+ * channel over) or is slow to answer never closes or holds up the consume channel. */
+#define TOPOLOGY_CHANNEL 3
 #define FRAME_MAX 131072
 /* Deliveries read in one go before they are handed to the loop. */
 #define READ_BURST 256
@@ -190,7 +193,7 @@ static int declare_queue(Session *s, const char *name, amqp_table_t arguments, c
         amqp_rpc_reply_t reply;
         char msg[512];
 
-        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, arguments);
+        amqp_queue_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, arguments);
         reply = amqp_get_rpc_reply(s->conn);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL)
                 return 0;
@@ -200,14 +203,14 @@ static int declare_queue(Session *s, const char *name, amqp_table_t arguments, c
         }
 
         /* The broker closed the channel over it: reopen, and make sure the queue is there. */
-        if (amqp_send_method(s->conn, CONSUME_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
+        if (amqp_send_method(s->conn, TOPOLOGY_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
                 snprintf(error, size, "channel.close-ok: send failed");
                 return -EIO;
         }
-        amqp_channel_open(s->conn, CONSUME_CHANNEL);
+        amqp_channel_open(s->conn, TOPOLOGY_CHANNEL);
         if (check_reply(s, "channel.open", error, size) < 0)
                 return -EPROTO;
-        amqp_queue_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
+        amqp_queue_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
         if (check_reply(s, "queue.declare (passive)", error, size) < 0)
                 return -EPROTO;
         snprintf(msg, sizeof msg, "Queue %s exists with other arguments than the transmitter declares (%s); using it as it is",
@@ -216,17 +219,40 @@ static int declare_queue(Session *s, const char *name, amqp_table_t arguments, c
         return 0;
 }
 
+/* A binding that exists already is the usual case, but RabbitMQ 3.x adds even that in a metadata
+ * transaction that waits for every node of the cluster: with a node frozen (SIGSTOP, a hung host)
+ * it hangs until net_ticktime (60 s) takes that node for gone, which would hold the failover to
+ * the healthy nodes up as long. So the bindings are asked for without waiting (nowait); the
+ * declarations before them, which answer at once, are waited for, and a refused binding closes
+ * the topology channel, which read_frames() reports like any channel closed by the broker. */
+static int bind_nowait(Session *s, const char *queue, const char *exchange, const char *routing_key, char *error,
+                       size_t size) {
+        amqp_queue_bind_t bind = {
+                .queue = amqp_cstring_bytes(queue),
+                .exchange = amqp_cstring_bytes(exchange),
+                .routing_key = amqp_cstring_bytes(routing_key),
+                .nowait = 1,
+                .arguments = amqp_empty_table,
+        };
+
+        if (amqp_send_method(s->conn, TOPOLOGY_CHANNEL, AMQP_QUEUE_BIND_METHOD, &bind) != AMQP_STATUS_OK) {
+                snprintf(error, size, "queue.bind %s: send failed", queue);
+                return -EIO;
+        }
+        return 0;
+}
+
 static int declare_topology(Session *s, char *error, size_t size) {
         amqp_table_entry_t entry, entries[2];
         char wanted[300];
         int r;
 
-        amqp_exchange_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->exchange), amqp_cstring_bytes("topic"),
+        amqp_exchange_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(s->exchange), amqp_cstring_bytes("topic"),
                               0, 1, 0, 0, amqp_empty_table);
         if (check_reply(s, "exchange.declare", error, size) < 0)
                 return -EPROTO;
 
-        amqp_exchange_declare(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_letter_exchange),
+        amqp_exchange_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(s->dead_letter_exchange),
                               amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table);
         if (check_reply(s, "exchange.declare (dead-letter)", error, size) < 0)
                 return -EPROTO;
@@ -236,22 +262,18 @@ static int declare_topology(Session *s, char *error, size_t size) {
         if (r < 0)
                 return r;
 
-        amqp_queue_bind(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->dead_queue),
-                        amqp_cstring_bytes(s->dead_letter_exchange), amqp_cstring_bytes(""), amqp_empty_table);
-        if (check_reply(s, "queue.bind (dead-letter)", error, size) < 0)
-                return -EPROTO;
-
         snprintf(wanted, sizeof wanted, "x-dead-letter-exchange=%s%s", s->dead_letter_exchange,
                  s->queue_type == QUEUE_TYPE_QUORUM ? ", x-queue-type=quorum" : "");
         r = declare_queue(s, s->queue, queue_arguments(s, entries), wanted, error, size);
         if (r < 0)
                 return r;
 
-        amqp_queue_bind(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), amqp_cstring_bytes(s->exchange),
-                        amqp_cstring_bytes("approved.*"), amqp_empty_table);
-        if (check_reply(s, "queue.bind", error, size) < 0)
-                return -EPROTO;
-        return 0;
+        /* Last: the channel handles its methods in order, so a binding that waits holds up only
+         * what comes after it on the topology channel, which is nothing. */
+        r = bind_nowait(s, s->dead_queue, s->dead_letter_exchange, "", error, size);
+        if (r < 0)
+                return r;
+        return bind_nowait(s, s->queue, s->exchange, "approved.*", error, size);
 }
 
 static void reading_reset(Session *s);
@@ -357,6 +379,9 @@ static int session_open(Session *s, const BrokerUrl *url, char *error, size_t si
 
         amqp_channel_open(s->conn, CONSUME_CHANNEL);
         if (check_reply(s, "channel.open", error, size) < 0)
+                return -EPROTO;
+        amqp_channel_open(s->conn, TOPOLOGY_CHANNEL);
+        if (check_reply(s, "channel.open (topology)", error, size) < 0)
                 return -EPROTO;
 
         if (declare_topology(s, error, size) < 0)
