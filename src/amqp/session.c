@@ -23,6 +23,9 @@
 /* Capped low: while the broker is away nothing is consumed or acked, so a broker that is back
  * should be used again within seconds; a failed attempt costs little. */
 #define RECONNECT_BACKOFF_MAX (10 * USEC_PER_SEC)
+/* A connection that ends sooner than this counts as a failed attempt: one the broker closes right
+ * after it opened (a binding refused, say) must not make the thread reconnect in a tight loop. */
+#define CONNECTION_STABLE_AFTER (10 * USEC_PER_SEC)
 #define CONSUME_CHANNEL 1
 #define PUBLISH_CHANNEL 2
 /* Declarations: a channel of their own, so that a declaration the broker refuses (and closes its
@@ -847,6 +850,7 @@ static void *session_thread(void *userdata) {
         while (!atomic_load(&s->stop_requested)) {
                 size_t i = next;
                 char error[256] = "";
+                usec_t since;
                 int r;
 
                 next = (i + 1) % s->urls.n;
@@ -854,23 +858,28 @@ static void *session_thread(void *userdata) {
                 if (r < 0) {
                         session_close(s);
                         post_connection_event(s, AMQP_EVENT_DISCONNECTED, 0, i, false, error);
-                        if (++failed >= s->urls.n) {
-                                failed = 0;
-                                wait_backoff(s, backoff);
-                                backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
-                        }
-                        continue;
-                }
-                failed = 0;
-                backoff = RECONNECT_BACKOFF_MIN;
-                s->epoch++;
-                post_connection_event(s, AMQP_EVENT_CONNECTED, s->epoch, i, true, NULL);
+                } else {
+                        s->epoch++;
+                        post_connection_event(s, AMQP_EVENT_CONNECTED, s->epoch, i, true, NULL);
+                        since = now(CLOCK_MONOTONIC);
 
-                r = session_run(s, error, sizeof error);
-                if (r < 0)
-                        s->connected = false; /* its socket failed: no clean close to try */
-                session_close(s);
-                post_connection_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, i, r >= 0, r >= 0 ? "closed" : error);
+                        r = session_run(s, error, sizeof error);
+                        if (r < 0)
+                                s->connected = false; /* its socket failed: no clean close to try */
+                        session_close(s);
+                        post_connection_event(s, AMQP_EVENT_DISCONNECTED, s->epoch, i, r >= 0,
+                                              r >= 0 ? "closed" : error);
+                        if (now(CLOCK_MONOTONIC) - since >= CONNECTION_STABLE_AFTER) {
+                                failed = 0;
+                                backoff = RECONNECT_BACKOFF_MIN;
+                                continue;
+                        }
+                }
+                if (++failed >= s->urls.n && !atomic_load(&s->stop_requested)) {
+                        failed = 0;
+                        wait_backoff(s, backoff);
+                        backoff = MIN(backoff * 2, RECONNECT_BACKOFF_MAX);
+                }
         }
 
         {
