@@ -31,6 +31,14 @@
 /* Declarations: a channel of their own, so that a declaration the broker refuses (and closes its
  * channel over) or is slow to answer never closes or holds up the consume channel. */
 #define TOPOLOGY_CHANNEL 3
+/* Where nothing is consumed, published or declared: the liveness probes. */
+#define PROBE_CHANNEL 4
+/* A node that stops answering (frozen, or a host gone without a reset) is noticed by heartbeats
+ * only after twice the heartbeat, a minute by default: far too long to fail over. While nothing
+ * comes from the broker the thread asks it something (basic.qos on a channel of its own, which
+ * touches no queue) and gives the node up when no frame at all came for PROBE_TIMEOUT after. */
+#define PROBE_AFTER (1 * USEC_PER_SEC)
+#define PROBE_TIMEOUT (5 * USEC_PER_SEC)
 #define FRAME_MAX 131072
 /* Deliveries read in one go before they are handed to the loop. */
 #define READ_BURST 256
@@ -82,6 +90,13 @@ struct Session {
         char reading_routing_key_buffer[255];
         Delivery *reading;
         size_t reading_received;
+
+        /* Liveness (PROBE_AFTER): when the last frame came, and when a probe went out unanswered
+         * (0: none). No probe counts while the broker blocks the connection: it then reads
+         * nothing from us until its resource alarm clears. */
+        usec_t last_frame_at;
+        usec_t probe_sent_at;
+        bool blocked;
 };
 
 /* Connection changes and warnings; lost when there is no memory for them. */
@@ -397,6 +412,9 @@ static int session_open(Session *s, const BrokerUrl *url, char *error, size_t si
         amqp_channel_open(s->conn, PUBLISH_CHANNEL);
         if (check_reply(s, "channel.open (dead-letter)", error, size) < 0)
                 return -EPROTO;
+        amqp_channel_open(s->conn, PROBE_CHANNEL);
+        if (check_reply(s, "channel.open (probe)", error, size) < 0)
+                return -EPROTO;
         amqp_confirm_select(s->conn, PUBLISH_CHANNEL);
         if (check_reply(s, "confirm.select", error, size) < 0)
                 return -EPROTO;
@@ -615,9 +633,11 @@ static int handle_frame(Session *s, const amqp_frame_t *frame, MailboxList *inbo
                 return -ECONNRESET;
         }
         case AMQP_CONNECTION_BLOCKED_METHOD:
+                s->blocked = true;
                 post_event(s, AMQP_EVENT_WARNING, s->epoch, true, "broker blocked the connection (resource alarm)");
                 return 0;
         case AMQP_CONNECTION_UNBLOCKED_METHOD:
+                s->blocked = false;
                 post_event(s, AMQP_EVENT_WARNING, s->epoch, true, "broker unblocked the connection");
                 return 0;
         default:
@@ -647,6 +667,8 @@ static int read_frames(Session *s, bool until_confirm, char *error, size_t size)
                         r = -EIO;
                         break;
                 }
+                s->last_frame_at = now(CLOCK_MONOTONIC);
+                s->probe_sent_at = 0;
                 r = handle_frame(s, &frame, &inbox, error, size);
                 if (r < 0)
                         break;
@@ -790,15 +812,51 @@ static int run_commands(Session *s, bool live, char *error, size_t size) {
         return ret;
 }
 
+/* Sends a probe after PROBE_AFTER of silence; -ETIMEDOUT once one went unanswered for
+ * PROBE_TIMEOUT. Returns how long poll() may wait before the next look. */
+static int check_liveness(Session *s, int *ret_wait_ms, char *error, size_t size) {
+        usec_t t = now(CLOCK_MONOTONIC), due;
+
+        /* No heartbeats asked for: no liveness check either. */
+        if (s->heartbeat_s == 0)
+                return 0;
+        if (s->blocked) {
+                s->last_frame_at = t;
+                s->probe_sent_at = 0;
+                return 0;
+        }
+        if (s->probe_sent_at == 0 && t >= s->last_frame_at + PROBE_AFTER) {
+                amqp_basic_qos_t qos = { 0 };
+
+                if (amqp_send_method(s->conn, PROBE_CHANNEL, AMQP_BASIC_QOS_METHOD, &qos) != AMQP_STATUS_OK) {
+                        snprintf(error, size, "sending a liveness probe failed");
+                        return -EIO;
+                }
+                s->probe_sent_at = t;
+        }
+        if (s->probe_sent_at != 0 && t >= s->probe_sent_at + PROBE_TIMEOUT) {
+                snprintf(error, size, "the broker did not answer for %" PRIu64 " s (node frozen or unreachable?)",
+                         (t - s->last_frame_at) / USEC_PER_SEC);
+                return -ETIMEDOUT;
+        }
+        due = s->probe_sent_at != 0 ? s->probe_sent_at + PROBE_TIMEOUT : s->last_frame_at + PROBE_AFTER;
+        *ret_wait_ms = (int) MIN((due - MIN(due, t) + USEC_PER_MSEC - 1) / USEC_PER_MSEC, (usec_t) *ret_wait_ms);
+        return 0;
+}
+
 static int session_run(Session *s, char *error, size_t size) {
         /* Wake often enough to send heartbeats on time: rabbitmq-c only does it when called. */
         int idle_ms = s->heartbeat_s > 0 ? (int) MIN(s->heartbeat_s * 1000u / 4, 1000u) : 1000;
 
+        s->last_frame_at = now(CLOCK_MONOTONIC);
+        s->probe_sent_at = 0;
+        s->blocked = false;
         for (;;) {
                 struct pollfd p[2] = {
                         { .fd = amqp_get_sockfd(s->conn), .events = POLLIN },
                         { .fd = mailbox_fd(s->commands), .events = POLLIN },
                 };
+                int wait_ms = idle_ms;
                 bool buffered;
                 int r;
 
@@ -808,9 +866,13 @@ static int session_run(Session *s, char *error, size_t size) {
                 if (atomic_load(&s->stop_requested))
                         return 0;
 
+                r = check_liveness(s, &wait_ms, error, size);
+                if (r < 0)
+                        return r;
+
                 buffered = amqp_frames_enqueued(s->conn) || amqp_data_in_buffer(s->conn);
                 /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
-                if (poll(p, 2, buffered ? 0 : idle_ms) < 0 && errno != EINTR) {
+                if (poll(p, 2, buffered ? 0 : wait_ms) < 0 && errno != EINTR) {
                         r = -errno;
                         snprintf(error, size, "poll: %s", STRERROR(r));
                         return r;

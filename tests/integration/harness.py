@@ -207,6 +207,7 @@ class RabbitCluster(BrokerTools):
 
     def __init__(self, directory):
         self.dir = directory
+        self.paused = set()
         run_env_script("rabbitmq-cluster.sh", "up", self.dir)
         self.env = read_env_file(os.path.join(self.dir, "env"))
 
@@ -233,9 +234,9 @@ class RabbitCluster(BrokerTools):
             return None
 
     def running_node(self):
-        """The first node that runs (tools talk to it)."""
+        """The first node that runs and is not paused (tools talk to it)."""
         for n in (1, 2, 3):
-            if self.node_pid(n):
+            if self.node_pid(n) and n not in self.paused:
                 return n
         raise TestFailure("no node of the cluster runs")
 
@@ -247,11 +248,30 @@ class RabbitCluster(BrokerTools):
         """Brings node n back (same name, ports and data); it rejoins the cluster."""
         run_env_script("rabbitmq-cluster.sh", "start", self.dir, str(n), timeout=180)
 
+    def pause(self, n):
+        """SIGSTOP of node n's beam.smp: its sockets stay open, nothing answers. resume() it within a
+        few tens of seconds, before the other nodes' net_ticktime (60 s) takes it for gone."""
+        os.kill(self.node_pid(n), signal.SIGSTOP)
+        self.paused.add(n)
+
+    def resume(self, n):
+        os.kill(self.node_pid(n), signal.SIGCONT)
+        self.paused.discard(n)
+
+    def node_of_url(self, url):
+        """The node (1-3) whose AMQP port a URL (a shown one, password hidden, will do) names, or None."""
+        for n in (1, 2, 3):
+            if url and f":{self.env[f'RABBITMQ_NODE{n}_PORT']}/" in url:
+                return n
+        return None
+
     def rabbitmqctl(self, *args, node=None):
         return tool_output([self.env[f"RABBITMQ_NODE{node or self.running_node()}_CTL"], *args],
                            f"rabbitmqctl {' '.join(args)}")
 
     def stop(self):
+        for n in list(self.paused):
+            self.resume(n)
         run_env_script("rabbitmq-cluster.sh", "down", self.dir, timeout=300)
 
 
@@ -549,8 +569,10 @@ class Case:
         """Creates the queue as the daemon would, so that events published before it starts are kept."""
         self.publish(0, declare=True)
 
-    def publish(self, count, prefix="evt", declare=False, rate=0, start=1, extra=()):
-        args = [self.devenv["PUBLISH"], "--url", self.broker["RABBITMQ_URL"], "--exchange", self.exchange,
+    def publish(self, count, prefix="evt", declare=False, rate=0, start=1, extra=(), url=None):
+        """Publishes count events under publisher confirms, through url (default: the broker's, on a
+        cluster the first node that runs); returns their ids."""
+        args = [self.devenv["PUBLISH"], "--url", url or self.broker["RABBITMQ_URL"], "--exchange", self.exchange,
                 "--count", str(count), "--id-prefix", prefix, "--start", str(start), "--dlx", self.dlx, "--quiet"]
         if declare:
             args += ["--declare-queue", self.queue]
