@@ -61,3 +61,23 @@ unsigned amqp_headers_delivery_count(const amqp_table_t *headers) {
                 return 0;
         return v > UINT_MAX ? UINT_MAX : (unsigned) v;
 }
+
+static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key) {
+        size_t len = strlen(key);
+
+        if (!t || t->num_entries <= 0 || !t->entries)
+                return NULL;
+        for (int i = 0; i < t->num_entries; i++)
+                if (t->entries[i].key.len == len && memcmp(t->entries[i].key.bytes, key, len) == 0)
+                        return &t->entries[i].value;
+        return NULL;
+}
+
+bool amqp_properties_capability(const amqp_table_t *properties, const char *name) {
+        const amqp_field_value_t *caps = table_get(properties, "capabilities"), *v;
+
+        if (!caps || caps->kind != AMQP_FIELD_KIND_TABLE)
+                return false;
+        v = table_get(&caps->value.table, name);
+        return v && v->kind == AMQP_FIELD_KIND_BOOLEAN && v->value.boolean;
+}

@@ -64,3 +64,33 @@ Test(amqp_headers, key_match) {
         cr_expect_eq(amqp_header_uint(&t, "x-delivery-coun", &v), 0);
         cr_expect_eq(v, 9);
 }
+
+/* The broker's capabilities, from its connection.start properties: RabbitMQ 4.3.7 and later
+ * announce accept_consumer_cancel_ok. */
+Test(amqp_headers, capability) {
+        amqp_table_entry_t caps[2] = {
+                entry("publisher_confirms", (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 }),
+                entry("accept_consumer_cancel_ok",
+                      (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 }),
+        };
+        amqp_table_entry_t props[2] = {
+                entry("product", (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_UTF8,
+                                                        .value.bytes = amqp_cstring_bytes("RabbitMQ") }),
+                entry("capabilities", (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_TABLE,
+                                                             .value.table = { .num_entries = 2, .entries = caps } }),
+        };
+        amqp_table_t t = { .num_entries = 2, .entries = props };
+
+        cr_expect(amqp_properties_capability(&t, "accept_consumer_cancel_ok"));
+        cr_expect(amqp_properties_capability(&t, "publisher_confirms"));
+        cr_expect_not(amqp_properties_capability(&t, "consumer_cancel_notify"));
+        /* false, or not a boolean: not announced. */
+        caps[1].value.value.boolean = 0;
+        cr_expect_not(amqp_properties_capability(&t, "accept_consumer_cancel_ok"));
+        caps[1].value = (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("true") };
+        cr_expect_not(amqp_properties_capability(&t, "accept_consumer_cancel_ok"));
+        /* No capabilities table, or none at all. */
+        props[1].value = (amqp_field_value_t) { .kind = AMQP_FIELD_KIND_I32, .value.i32 = 1 };
+        cr_expect_not(amqp_properties_capability(&t, "publisher_confirms"));
+        cr_expect_not(amqp_properties_capability(NULL, "publisher_confirms"));
+}
