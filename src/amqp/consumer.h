@@ -42,6 +42,8 @@ typedef enum AmqpEventType {
         AMQP_EVENT_DELIVERY,      /* delivery, owned by the handler from now on */
         AMQP_EVENT_DEAD_LETTERED, /* delivery handed back; ok: the broker confirmed the publish */
         AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
+        AMQP_EVENT_CANCELLED,     /* epoch, message: the broker cancelled the consumer, and why as far as it
+                                   * tells; the thread declares the topology and consumes again */
         _AMQP_EVENT_TYPE_MAX,
 } AmqpEventType;
 

@@ -77,6 +77,8 @@ struct Session {
         uint64_t epoch;
         bool consuming;
         amqp_bytes_t consumer_tag;
+        bool broker_cancelled;   /* the broker sent basic.cancel: consume again (consume_again()) */
+        bool cancel_ok_accepted; /* the broker takes a basic.cancel-ok for its basic.cancel (4.3.7+) */
         ConfirmState confirm;  /* of the one dead-letter publish waiting for it */
         bool confirm_returned;
         bool returned_expect_header;
@@ -203,13 +205,25 @@ static amqp_table_t quorum_arguments(Session *s, amqp_table_entry_t *entry) {
         return (amqp_table_t) { .num_entries = 1, .entries = entry };
 }
 
+/* After the broker closed the topology channel over a declaration it refused. */
+static int reopen_topology_channel(Session *s, char *error, size_t size) {
+        amqp_channel_close_ok_t close_ok = { 0 };
+
+        if (amqp_send_method(s->conn, TOPOLOGY_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
+                snprintf(error, size, "channel.close-ok: send failed");
+                return -EIO;
+        }
+        amqp_channel_open(s->conn, TOPOLOGY_CHANNEL);
+        return check_reply(s, "channel.open (topology)", error, size);
+}
+
 /* The queue may exist with other arguments (operators set the DLX or the type by policy, or an
  * older deployment made it): use it as it is, with a warning, rather than fail every connect. */
 static int declare_queue(Session *s, const char *name, amqp_table_t arguments, const char *wanted, char *error,
                          size_t size) {
-        amqp_channel_close_ok_t close_ok = { 0 };
         amqp_rpc_reply_t reply;
         char msg[512];
+        int r;
 
         amqp_queue_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(name), 0, 1, 0, 0, arguments);
         reply = amqp_get_rpc_reply(s->conn);
@@ -221,13 +235,9 @@ static int declare_queue(Session *s, const char *name, amqp_table_t arguments, c
         }
 
         /* The broker closed the channel over it: reopen, and make sure the queue is there. */
-        if (amqp_send_method(s->conn, TOPOLOGY_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) < 0) {
-                snprintf(error, size, "channel.close-ok: send failed");
-                return -EIO;
-        }
-        amqp_channel_open(s->conn, TOPOLOGY_CHANNEL);
-        if (check_reply(s, "channel.open", error, size) < 0)
-                return -EPROTO;
+        r = reopen_topology_channel(s, error, size);
+        if (r < 0)
+                return r;
         amqp_queue_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(name), 1, 0, 0, 0, amqp_empty_table);
         if (check_reply(s, "queue.declare (passive)", error, size) < 0)
                 return -EPROTO;
@@ -313,6 +323,26 @@ static void session_close(Session *s) {
         amqp_bytes_free(s->consumer_tag);
         s->consumer_tag = amqp_empty_bytes;
         s->consuming = false;
+        s->broker_cancelled = false;
+}
+
+static int start_consuming(Session *s, char *error, size_t size) {
+        amqp_basic_consume_ok_t *consume_ok;
+
+        if (atomic_load(&s->cancel_requested))
+                return 0;
+        consume_ok = amqp_basic_consume(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), amqp_empty_bytes, 0,
+                                        0, 0, amqp_empty_table);
+        if (check_reply(s, "basic.consume", error, size) < 0)
+                return -EPROTO;
+        amqp_bytes_free(s->consumer_tag);
+        s->consumer_tag = amqp_bytes_malloc_dup(consume_ok->consumer_tag);
+        if (!s->consumer_tag.bytes) {
+                snprintf(error, size, "out of memory");
+                return -ENOMEM;
+        }
+        s->consuming = true;
+        return 0;
 }
 
 static int session_open(Session *s, const BrokerUrl *url, char *error, size_t size) {
@@ -321,7 +351,6 @@ static int session_open(Session *s, const BrokerUrl *url, char *error, size_t si
         amqp_rpc_reply_t reply;
         char connection_name[300];
         amqp_table_entry_t capabilities[2], properties[4];
-        amqp_basic_consume_ok_t *consume_ok;
         int status;
 
         s->conn = amqp_new_connection();
@@ -394,6 +423,8 @@ static int session_open(Session *s, const BrokerUrl *url, char *error, size_t si
                 return -EACCES;
         }
         s->connected = true;
+        s->cancel_ok_accepted =
+                amqp_properties_capability(amqp_get_server_properties(s->conn), "accept_consumer_cancel_ok");
 
         amqp_channel_open(s->conn, CONSUME_CHANNEL);
         if (check_reply(s, "channel.open", error, size) < 0)
@@ -419,19 +450,7 @@ static int session_open(Session *s, const BrokerUrl *url, char *error, size_t si
         if (check_reply(s, "confirm.select", error, size) < 0)
                 return -EPROTO;
 
-        if (atomic_load(&s->cancel_requested))
-                return 0;
-        consume_ok = amqp_basic_consume(s->conn, CONSUME_CHANNEL, amqp_cstring_bytes(s->queue), amqp_empty_bytes, 0,
-                                        0, 0, amqp_empty_table);
-        if (check_reply(s, "basic.consume", error, size) < 0)
-                return -EPROTO;
-        s->consumer_tag = amqp_bytes_malloc_dup(consume_ok->consumer_tag);
-        if (!s->consumer_tag.bytes) {
-                snprintf(error, size, "out of memory");
-                return -ENOMEM;
-        }
-        s->consuming = true;
-        return 0;
+        return start_consuming(s, error, size);
 }
 
 static size_t bytes_size(const amqp_basic_properties_t *p, amqp_flags_t flag, amqp_bytes_t b) {
@@ -614,9 +633,28 @@ static int handle_frame(Session *s, const amqp_frame_t *frame, MailboxList *inbo
                 s->confirm_returned = true;
                 s->returned_expect_header = true;
                 return 0;
-        case AMQP_BASIC_CANCEL_METHOD:
-                snprintf(error, size, "consumer cancelled by the broker (queue deleted?)");
-                return -ECANCELED;
+        case AMQP_BASIC_CANCEL_METHOD: {
+                const amqp_basic_cancel_t *m = frame->payload.method.decoded;
+
+                /* Ours only, and not one a stop asked for (its basic.cancel-ok may cross it). */
+                if (frame->channel != CONSUME_CHANNEL || !s->consuming || m->consumer_tag.len != s->consumer_tag.len ||
+                    memcmp(m->consumer_tag.bytes, s->consumer_tag.bytes, m->consumer_tag.len) != 0)
+                        return 0;
+                s->consuming = false;
+                if (s->cancel_ok_accepted) {
+                        /* RabbitMQ 4.3.7 and later keep a consumer cancelled for a consumer
+                         * timeout around until the client answers, or a while longer. */
+                        amqp_basic_cancel_ok_t ok = { .consumer_tag = m->consumer_tag };
+
+                        if (amqp_send_method(s->conn, CONSUME_CHANNEL, AMQP_BASIC_CANCEL_OK_METHOD, &ok) !=
+                            AMQP_STATUS_OK) {
+                                snprintf(error, size, "basic.cancel-ok: send failed");
+                                return -EIO;
+                        }
+                }
+                s->broker_cancelled = !atomic_load(&s->cancel_requested);
+                return 0;
+        }
         case AMQP_CHANNEL_CLOSE_METHOD: {
                 const amqp_channel_close_t *m = frame->payload.method.decoded;
                 snprintf(error, size, "channel %u closed by broker: %u %.*s", frame->channel, m->reply_code,
@@ -812,6 +850,52 @@ static int run_commands(Session *s, bool live, char *error, size_t size) {
         return ret;
 }
 
+/* Why the broker cancelled the consumer, as far as it tells: AMQP's basic.cancel carries no
+ * reason, so the queue is looked up. -EPROTO when even that fails. */
+static int cancel_reason(Session *s, char *why, size_t why_size, char *error, size_t size) {
+        amqp_queue_declare_ok_t *ok;
+        amqp_rpc_reply_t reply;
+        int r;
+
+        ok = amqp_queue_declare(s->conn, TOPOLOGY_CHANNEL, amqp_cstring_bytes(s->queue), 1, 0, 0, 0, amqp_empty_table);
+        reply = amqp_get_rpc_reply(s->conn);
+        if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
+                snprintf(why, why_size,
+                         "queue %s is still there (%" PRIu32 " message(s) ready, %" PRIu32 " consumer(s)): the node "
+                         "holding it failed or its mirrored leader moved, or (RabbitMQ 4.3 and later, quorum queues) "
+                         "a delivery outlived the consumer timeout",
+                         s->queue, ok->message_count, ok->consumer_count);
+                return 0;
+        }
+        if (!reply_is_channel_close(reply, AMQP_NOT_FOUND)) {
+                format_reply(reply, "queue.declare (passive)", error, size);
+                return -EPROTO;
+        }
+        r = reopen_topology_channel(s, error, size);
+        if (r < 0)
+                return r;
+        snprintf(why, why_size, "queue %s was deleted", s->queue);
+        return 0;
+}
+
+/* After the broker's basic.cancel: says why, declares the topology again (a deleted queue comes
+ * back, empty) and consumes again, on the same connection and channel, so that the deliveries
+ * held stay good to settle. */
+static int consume_again(Session *s, char *error, size_t size) {
+        char why[512];
+        int r;
+
+        s->broker_cancelled = false;
+        r = cancel_reason(s, why, sizeof why, error, size);
+        if (r < 0)
+                return r;
+        post_event(s, AMQP_EVENT_CANCELLED, s->epoch, true, why);
+        r = declare_topology(s, error, size);
+        if (r < 0)
+                return r;
+        return start_consuming(s, error, size);
+}
+
 /* Sends a probe after PROBE_AFTER of silence; -ETIMEDOUT once one went unanswered for
  * PROBE_TIMEOUT. Returns how long poll() may wait before the next look. */
 static int check_liveness(Session *s, int *ret_wait_ms, char *error, size_t size) {
@@ -881,6 +965,11 @@ static int session_run(Session *s, char *error, size_t size) {
                 r = read_frames(s, false, error, size);
                 if (r < 0)
                         return r;
+                if (s->broker_cancelled) {
+                        r = consume_again(s, error, size);
+                        if (r < 0)
+                                return r;
+                }
         }
 }
 

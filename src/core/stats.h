@@ -51,6 +51,7 @@ typedef struct PipelineStats {
         long last_error_status;
         char last_error[256];
         uint64_t broker_reconnects;
+        uint64_t broker_cancels;    /* basic.cancel from the broker: consumer cancelled, consumed again */
         uint64_t circuit_opened;
         uint64_t circuit_transitions[_CIRCUIT_STATE_MAX]; /* transitions into each state */
 } PipelineStats;

@@ -266,6 +266,7 @@ int status_stats_json(const StatusSnapshot *s, Buffer *out) {
         json_object_object_add(broker, "url",
                                status_broker_url(s) ? json_object_new_string(status_broker_url(s)) : NULL);
         json_object_object_add(broker, "reconnects", u64(st->broker_reconnects));
+        json_object_object_add(broker, "consumer_cancels", u64(st->broker_cancels));
         json_object_object_add(o, "rabbitmq", broker);
 
         db = json_object_new_object();

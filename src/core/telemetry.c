@@ -7,7 +7,8 @@ struct Telemetry {
         MetricsRegistry *registry;
         Metric *events_received, *events_redelivered, *events_sent, *events_dead_lettered, *batches, *http_requests, *payload_bytes,
                 *reconnects, *circuit_transitions, *circuit_state, *in_flight, *pending, *unacked, *prefetch, *ledger_backlog, *up,
-                *request_duration, *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns, *broker_connected;
+                *request_duration, *batch_events, *batch_bytes, *delivery_count, *consumer_timeout_returns, *broker_connected,
+                *broker_cancels;
 };
 
 static const double duration_bounds[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
@@ -110,6 +111,10 @@ int telemetry_new(Telemetry **ret) {
             (r = metrics_gauge_new(reg, "transmitter_ledger_backlog_records",
                                    "Batch records waiting for PostgreSQL to commit them.", NULL, &t->ledger_backlog)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_up", "Whether the connection to a peer is up.", "peer", &t->up)) < 0 ||
+            (r = metrics_counter_new(reg, "transmitter_broker_consumer_cancels_total",
+                                     "Times the broker cancelled the consumer (basic.cancel: queue deleted, its node "
+                                     "gone, consumer timeout); each time it consumed again.",
+                                     NULL, &t->broker_cancels)) < 0 ||
             (r = metrics_gauge_new(reg, "transmitter_broker_connected_info",
                                    "The RabbitMQ node in use: 1 for the URL of RABBITMQ_URL connected to, 0 for the "
                                    "others of the list (passwords hidden).",
@@ -190,6 +195,7 @@ int telemetry_format(Telemetry *t, const StatusSnapshot *snap, Buffer *out) {
         set_counter(t->payload_bytes, "raw", st->bytes_raw);
         set_counter(t->payload_bytes, "compressed", st->bytes_compressed);
         set_counter(t->reconnects, "rabbitmq", st->broker_reconnects);
+        set_counter(t->broker_cancels, NULL, st->broker_cancels);
         set_counter(t->reconnects, "postgresql", snap->database_reconnects);
         for (CircuitState c = 0; c < _CIRCUIT_STATE_MAX; c++)
                 set_counter(t->circuit_transitions, circuit_state_to_string(c), st->circuit_transitions[c]);

@@ -8,8 +8,7 @@
 #include "os/log.h"
 #include "pipeline/internal.h"
 
-/* When the oldest delivery held arrived (CLOCK_MONOTONIC); USEC_INFINITY when none is held. */
-static usec_t oldest_held(const Pipeline *p) {
+usec_t pipeline_oldest_held(const Pipeline *p) {
         usec_t oldest = batcher_count(&p->batcher) > 0 ? ((AmqpDelivery *) p->batcher.items[0])->received_at
                                                         : USEC_INFINITY;
 
@@ -31,7 +30,7 @@ void pipeline_arm_expiry(Pipeline *p) {
                 (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
                 return;
         }
-        oldest = oldest_held(p);
+        oldest = pipeline_oldest_held(p);
         if (oldest == USEC_INFINITY) {
                 (void) sd_event_source_set_enabled(p->expiry_timer, SD_EVENT_OFF);
                 return;

@@ -131,6 +131,9 @@ Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epo
 int pipeline_expiry_new(Pipeline *p);
 /* Due when the oldest delivery held reaches the hold limit; call when one arrives. */
 void pipeline_arm_expiry(Pipeline *p);
+/* When the oldest delivery held (not yet marked to go back) arrived, CLOCK_MONOTONIC;
+ * USEC_INFINITY when none is held. */
+usec_t pipeline_oldest_held(const Pipeline *p);
 
 /* send.c */
 void pipeline_dispatch(Pipeline *p);

@@ -94,6 +94,27 @@ static void on_broker_disconnected(Pipeline *p, const AmqpEvent *ev) {
         }
 }
 
+/* basic.cancel from the broker: the thread declares the topology and consumes again on the same
+ * channel, so nothing held is lost; this only says so, with what might explain it. */
+static void on_broker_cancelled(Pipeline *p, const AmqpEvent *ev) {
+        const char *url = broker_shown(p, p->broker_url);
+        usec_t oldest = pipeline_oldest_held(p), t = now(CLOCK_MONOTONIC);
+        char held[128] = "";
+
+        if (ev->epoch != p->epoch || p->stopping)
+                return;
+        /* A consumer timeout shorter than RABBITMQ_CONSUMER_TIMEOUT_S shows here. */
+        if (oldest != USEC_INFINITY)
+                snprintf(held, sizeof held, "; the oldest delivery held arrived %" PRIu64 " s ago",
+                         (t - MIN(oldest, t)) / USEC_PER_SEC);
+        log_struct(LOG_WARNING,
+                   LOG_MESSAGE("RabbitMQ at %s cancelled the consumer of %s: %s%s; declaring the topology and "
+                               "consuming again",
+                               url, p->config->rabbitmq_queue, strempty(ev->message), held),
+                   LOG_FIELD("BROKER_URL=%s", url), NULL);
+        p->stats.broker_cancels++;
+}
+
 static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
         Pipeline *p = userdata;
 
@@ -117,6 +138,10 @@ static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
 
         case AMQP_EVENT_WARNING:
                 log_warning("RabbitMQ: %s", strempty(ev->message));
+                break;
+
+        case AMQP_EVENT_CANCELLED:
+                on_broker_cancelled(p, ev);
                 break;
 
         default:

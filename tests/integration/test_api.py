@@ -179,7 +179,7 @@ def check_stats(case, t, samples):
     check(err and err["http_status"] == 400 and "400" in err["message"] and ISO.match(err["at"]),
           f"last error with status and message ({err})")
     shown = case.devenv["RABBITMQ_URL"].replace("discovery:discovery@", "discovery:***@")
-    check(s["rabbitmq"] == {"state": "connected", "url": shown, "reconnects": 0},
+    check(s["rabbitmq"] == {"state": "connected", "url": shown, "reconnects": 0, "consumer_cancels": 0},
           f"broker state, the node in use with its password hidden, reconnects ({s['rabbitmq']})")
     check(s["database"]["state"] == "connected" and s["database"]["reconnects"] == 0, "database state and reconnects")
     tot = s["database"]["totals"]

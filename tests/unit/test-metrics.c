@@ -539,6 +539,7 @@ Test(metrics, telemetry) {
                 .bytes_raw = 1000000,
                 .bytes_compressed = 160000,
                 .broker_reconnects = 3,
+                .broker_cancels = 2,
         };
         static const char *const urls[] = { "amqp://gw:***@10.0.0.1:5672/", "amqp://gw:***@10.0.0.2:5672/" };
         StatusSnapshot snap = {
@@ -605,6 +606,7 @@ Test(metrics, telemetry) {
         cr_assert(has_line(text, "transmitter_payload_bytes_total{stage=\"compressed\"} 160000"));
         cr_assert(has_line(text, "transmitter_reconnects_total{peer=\"rabbitmq\"} 3"));
         cr_assert(has_line(text, "transmitter_reconnects_total{peer=\"postgresql\"} 5"));
+        cr_assert(has_line(text, "transmitter_broker_consumer_cancels_total 2"));
         /* Per code, from the hooks; "none" for no answer. */
         cr_assert(has_line(text, "transmitter_http_requests_total{code=\"200\"} 2"));
         cr_assert(has_line(text, "transmitter_http_requests_total{code=\"413\"} 1"));

@@ -307,6 +307,7 @@ Test(status, stats_busy) {
                 .last_error_at = T1,
                 .last_error_status = 400,
                 .broker_reconnects = 4,
+                .broker_cancels = 1,
                 .circuit_opened = 1,
         };
         snprintf(stats.last_error, sizeof stats.last_error, "HTTP 400: {\"error\":\"bad \\\"event\\\"\"}");
@@ -381,6 +382,7 @@ Test(status, stats_busy) {
         cr_assert_str_eq(get_str(o, "last_error.message"), "HTTP 400: {\"error\":\"bad \\\"event\\\"\"}");
         cr_assert_str_eq(get_str(o, "rabbitmq.state"), "connected");
         cr_assert_eq(get_int(o, "rabbitmq.reconnects"), 4);
+        cr_assert_eq(get_int(o, "rabbitmq.consumer_cancels"), 1);
         cr_assert_str_eq(get_str(o, "database.state"), "connected");
         cr_assert_str_eq(get_str(o, "database.schema"), "current");
         cr_assert_eq(get_int(o, "database.reconnects"), 6);
