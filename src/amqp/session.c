@@ -792,6 +792,8 @@ static int settle(Session *s, const Command *cmd, char *error, size_t size) {
 
                 if (a->kind == SETTLE_ACK)
                         status = amqp_basic_ack(s->conn, CONSUME_CHANNEL, a->tag, a->multiple);
+                else if (a->kind == SETTLE_RETURN_FAILED)
+                        status = amqp_basic_reject(s->conn, CONSUME_CHANNEL, a->tag, 1);
                 else
                         status = amqp_basic_nack(s->conn, CONSUME_CHANNEL, a->tag, a->multiple,
                                                  a->kind == SETTLE_REQUEUE);

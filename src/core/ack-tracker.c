@@ -20,6 +20,11 @@ static bool state_is_settled(uint8_t s) {
         return s != TAG_UNSETTLED && s != TAG_SENT;
 }
 
+/* basic.reject settles one tag: it has no multiple flag. */
+static bool kind_coalesces(uint8_t s) {
+        return s != tag_settled(SETTLE_RETURN_FAILED);
+}
+
 static uint8_t *slot(const AckTracker *t, uint64_t tag) {
         return &t->states[(tag - 1) % t->capacity];
 }
@@ -143,6 +148,8 @@ size_t ack_tracker_drain(AckTracker *t, AckCommand *out, size_t max) {
                                 count++;
                                 /* Sent tags inside the run leave the window with it. */
                                 sent = sent_seen;
+                                if (!kind_coalesces(s))
+                                        break;
                         } else if (x == TAG_SENT)
                                 sent_seen++;
                         else

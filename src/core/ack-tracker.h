@@ -3,9 +3,10 @@
 
 /* Turns settled deliveries of one AMQP channel into as few ack/nack frames as possible.
  * Delivery tags on a channel are 1, 2, 3, ... in delivery order. A run of settled tags of the
- * same kind starting at the lowest unsettled tag goes out as one frame with multiple=true;
- * settled tags behind an unsettled one go out one by one at once (so a batch stuck in retry
- * does not keep the others' messages unacked). */
+ * same kind starting at the lowest unsettled tag goes out as one frame with multiple=true
+ * (basic.reject has no such flag: SETTLE_RETURN_FAILED goes out one frame per tag); settled
+ * tags behind an unsettled one go out one by one at once (so a batch stuck in retry does not
+ * keep the others' messages unacked). */
 
 #include "util/util.h"
 
@@ -13,6 +14,9 @@ typedef enum SettleKind {
         SETTLE_ACK,     /* basic.ack */
         SETTLE_REQUEUE, /* basic.nack requeue=true */
         SETTLE_REJECT,  /* basic.nack requeue=false: to the queue's dead-letter exchange */
+        SETTLE_RETURN_FAILED, /* basic.reject requeue=true: back to the queue as a failed delivery, which
+                               * quorum queues count against their delivery limit on every version
+                               * (RabbitMQ 4.3 stopped counting basic.nack) */
         _SETTLE_KIND_MAX,
 } SettleKind;
 

@@ -85,6 +85,7 @@ static void broker_apply(Broker *b, const AckCommand *c) {
         cr_assert((unsigned) c->kind < _SETTLE_KIND_MAX);
         cr_assert(b->outstanding[c->tag], "frame for tag %" PRIu64 " not outstanding: channel error",
                   c->tag);
+        cr_assert(!(c->multiple && c->kind == SETTLE_RETURN_FAILED), "basic.reject has no multiple flag");
 
         b->n_frames++;
         if (!c->multiple) {
@@ -339,6 +340,35 @@ Test(ack_tracker, mixed_kinds) {
         settle(&t, &b, 34, SETTLE_REQUEUE);
         EXPECT(&t, &b, CMD(31, false, SETTLE_ACK), CMD(32, false, SETTLE_REJECT), CMD(33, false, SETTLE_ACK),
                CMD(34, false, SETTLE_REQUEUE));
+
+        ack_tracker_done(&t);
+        broker_done(&b);
+}
+
+/* basic.reject has no multiple flag: a run of failed returns goes out one frame per tag, even at
+ * the bottom of the window, and the kinds around it still run together. */
+Test(ack_tracker, return_failed_one_by_one) {
+        AckTracker t;
+        Broker b;
+
+        ack_tracker_init(&t);
+        broker_init(&b);
+        deliver_n(&t, &b, 10);
+
+        settle_range(&t, &b, 1, 3, SETTLE_RETURN_FAILED);
+        settle_range(&t, &b, 4, 6, SETTLE_ACK);
+        EXPECT(&t, &b, CMD(1, false, SETTLE_RETURN_FAILED), CMD(2, false, SETTLE_RETURN_FAILED),
+               CMD(3, false, SETTLE_RETURN_FAILED), CMD(6, true, SETTLE_ACK));
+
+        /* Behind an unsettled tag (7): one by one anyway. */
+        settle(&t, &b, 8, SETTLE_RETURN_FAILED);
+        settle(&t, &b, 9, SETTLE_RETURN_FAILED);
+        EXPECT(&t, &b, CMD(8, false, SETTLE_RETURN_FAILED), CMD(9, false, SETTLE_RETURN_FAILED));
+        /* Then the acks run over the tags sent. */
+        settle(&t, &b, 7, SETTLE_ACK);
+        settle(&t, &b, 10, SETTLE_ACK);
+        EXPECT(&t, &b, CMD(10, true, SETTLE_ACK));
+        cr_assert_eq(ack_tracker_outstanding(&t), 0);
 
         ack_tracker_done(&t);
         broker_done(&b);
@@ -636,7 +666,7 @@ static size_t rnd_below(uint64_t *s, size_t n) {
 static SettleKind rnd_kind(uint64_t *s) {
         size_t x = rnd_below(s, 10);
 
-        return x < 7 ? SETTLE_ACK : x < 9 ? SETTLE_REQUEUE : SETTLE_REJECT;
+        return x < 6 ? SETTLE_ACK : x < 8 ? SETTLE_REQUEUE : x < 9 ? SETTLE_REJECT : SETTLE_RETURN_FAILED;
 }
 
 /* The pool of delivered, unsettled tags, for picking one at random. */
