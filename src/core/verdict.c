@@ -39,8 +39,9 @@ static Verdict decide_spent(const VerdictInput *in, const RetryPolicy *policy) {
                         v.dead_letter = DEAD_LETTER_RETRIES_EXHAUSTED;
                         return v;
                 }
-                /* Back to the broker, to travel again in a later batch. */
-                return finish(BATCH_FAILED, SETTLEMENT_REQUEUE, NULL);
+                /* Back to the broker, to travel again in a later batch, as a failure: the count
+                 * that brings it to the limit above must grow on RabbitMQ 4.3 too. */
+                return finish(BATCH_FAILED, SETTLEMENT_RETURN_FAILED, NULL);
         }
         /* The destination's failure, as far as anyone can tell: returning the messages would
          * only spend their delivery limit. Keep them, try again, gated by the circuit. */
@@ -137,6 +138,7 @@ const char *verdict_action_to_string(VerdictAction a) {
 static const char *const settlement_names[_SETTLEMENT_MAX] = {
         [SETTLEMENT_ACK] = "ack",
         [SETTLEMENT_REQUEUE] = "requeue",
+        [SETTLEMENT_RETURN_FAILED] = "return_failed",
         [SETTLEMENT_DEAD_LETTER] = "dead_letter",
         [SETTLEMENT_NONE] = "none",
 };

@@ -32,7 +32,11 @@ typedef enum BatchMoment {
 /* What becomes of the batch's messages once its final row is committed. */
 typedef enum Settlement {
         SETTLEMENT_ACK,
-        SETTLEMENT_REQUEUE,     /* basic.nack with requeue: they travel again in later batches */
+        SETTLEMENT_REQUEUE,     /* basic.nack with requeue: they travel again in later batches; not a
+                                 * failure of theirs, which RabbitMQ 4.3 does not count against a quorum
+                                 * queue's delivery limit (earlier versions count every return) */
+        SETTLEMENT_RETURN_FAILED, /* basic.reject with requeue: a single event failing on its own goes back
+                                   * as a failed delivery, which every version counts against the limit */
         SETTLEMENT_DEAD_LETTER, /* to the dead-letter exchange, with Verdict.dead_letter's reason */
         SETTLEMENT_NONE,        /* the connection they came on is gone: the broker has them back already */
         _SETTLEMENT_MAX,

@@ -110,6 +110,7 @@ struct Pipeline {
 typedef enum DeliveryFate {
         FATE_ACK,
         FATE_REQUEUE, /* basic.nack requeue=true: another consumer, or we, take it again */
+        FATE_RETURN_FAILED, /* basic.reject requeue=true: the same, counted as a failed delivery */
         FATE_REJECT,  /* basic.nack requeue=false: to the queue's own dead-letter exchange */
         FATE_DROP,    /* neither: its connection is gone (the broker has it back), or it was never tracked */
         _FATE_MAX,

@@ -130,6 +130,8 @@ static const char *settlement_words(const Verdict *v) {
                                : "dead-lettering its events";
         case SETTLEMENT_REQUEUE:
                 return "requeueing its events";
+        case SETTLEMENT_RETURN_FAILED:
+                return "returning it to the queue as a failed delivery";
         default:
                 return "the broker redelivers its events";
         }

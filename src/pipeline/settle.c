@@ -21,6 +21,7 @@ void delivery_settle(Pipeline *p, AmqpDelivery *d, DeliveryFate fate) {
         static const SettleKind kinds[_FATE_MAX] = {
                 [FATE_ACK] = SETTLE_ACK,
                 [FATE_REQUEUE] = SETTLE_REQUEUE,
+                [FATE_RETURN_FAILED] = SETTLE_RETURN_FAILED,
                 [FATE_REJECT] = SETTLE_REJECT,
         };
 
@@ -30,7 +31,7 @@ void delivery_settle(Pipeline *p, AmqpDelivery *d, DeliveryFate fate) {
                 int r = ack_tracker_settle(&p->acks, d->tag, kinds[fate]);
                 if (r < 0)
                         log_error_errno(r, "Delivery tag %" PRIu64 " cannot be settled: %s", d->tag, STRERROR(r));
-                if (fate == FATE_REQUEUE)
+                if (fate == FATE_REQUEUE || fate == FATE_RETURN_FAILED)
                         p->stats.events_requeued++;
                 pipeline_schedule(p); /* the acks go out together, after this handler */
         }
@@ -137,6 +138,9 @@ static void on_final_committed(Ledger *l, void *userdata) {
                         break;
                 case SETTLEMENT_REQUEUE:
                         delivery_settle(p, b->deliveries[i], FATE_REQUEUE);
+                        break;
+                case SETTLEMENT_RETURN_FAILED:
+                        delivery_settle(p, b->deliveries[i], FATE_RETURN_FAILED);
                         break;
                 case SETTLEMENT_DEAD_LETTER:
                         delivery_dead_letter(p, b->deliveries[i], b->dead_letter, b->final_status, b->id);

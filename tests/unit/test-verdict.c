@@ -79,7 +79,7 @@ static VerdictInput row_input(const Row *r) {
 #define FAILED(s) 0, VERDICT_FINISH, BATCH_FAILED, (s), 0, false, 0
 #define DEAD(k) 0, VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, (k)
 #define DEAD_HTTP DEAD(DEAD_LETTER_HTTP)
-#define REQUEUED_AT(count) (count), VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_REQUEUE, 0, false, 0
+#define RETURNED_AT(count) (count), VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_RETURN_FAILED, 0, false, 0
 #define DEAD_AT(count) (count), VERDICT_FINISH, BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, DEAD_LETTER_RETRIES_EXHAUSTED
 
 /*  what                                                 moment status attempt n flags retry-after  verdict */
@@ -133,12 +133,12 @@ static const Row rows[] = {
         { "503 while others get through, attempts left: retry",   A, 503, 2, 100, OTHERS, NULL, RETRY(4 * S) },
         { "503, attempts spent, others get through: split",       A, 503, 3, 100, OTHERS, NULL, SPLIT },
         { "no answer, spent, others get through, 2 events: split", A, 0, 3, 2, OTHERS, NULL, SPLIT },
-        { "500, spent, one event, first delivery: requeued",      A, 500, 3, 1, OTHERS, NULL, REQUEUED_AT(0) },
-        { "500, spent, one event, returned 18 times: requeued",   A, 500, 3, 1, OTHERS, NULL, REQUEUED_AT(18) },
+        { "500, spent, one event, first delivery: returned failed", A, 500, 3, 1, OTHERS, NULL, RETURNED_AT(0) },
+        { "500, spent, one event, returned 18 times: returned failed", A, 500, 3, 1, OTHERS, NULL, RETURNED_AT(18) },
         { "500, spent, one event, returned 19 times of 20: dead", A, 500, 3, 1, OTHERS, NULL, DEAD_AT(19) },
         { "500, spent, one event, past the limit: dead",          A, 500, 3, 1, OTHERS, NULL, DEAD_AT(25) },
-        { "500, spent, one event returned before, alone: its own failure, requeued",
-                                                                  A, 500, 3, 1, 0, NULL, REQUEUED_AT(1) },
+        { "500, spent, one event returned before, alone: its own failure, returned failed",
+                                                                  A, 500, 3, 1, 0, NULL, RETURNED_AT(1) },
         { "500, spent, one event returned 19 times of 20, alone: dead", A, 500, 3, 1, 0, NULL, 19, VERDICT_FINISH,
           BATCH_FAILED, SETTLEMENT_DEAD_LETTER, 0, false, DEAD_LETTER_RETRIES_EXHAUSTED, false },
         { "503, spent, others get through, stopping: requeued",   A, 503, 3, 100, OTHERS | STOPPING, NULL, FAILED(SETTLEMENT_REQUEUE) },
@@ -260,14 +260,14 @@ Test(verdict, jitter) {
         cr_expect(hi > lo, "jitter varies the delay");
 }
 
-/* RABBITMQ_DELIVERY_LIMIT=0: no limit is known, a lone failing event is always requeued. */
+/* RABBITMQ_DELIVERY_LIMIT=0: no limit is known, a lone failing event always goes back to the queue. */
 Test(verdict, no_delivery_limit) {
         VerdictInput in = { .moment = BATCH_MOMENT_ANSWERED, .http_status = 500, .attempt = 3, .n_events = 1,
                             .epoch_current = true, .others_got_through = true, .delivery_count = 1000 };
         Verdict v = verdict_decide(&in, &policy);
 
         cr_expect_eq(v.action, VERDICT_FINISH);
-        cr_expect_eq(v.settlement, SETTLEMENT_REQUEUE);
+        cr_expect_eq(v.settlement, SETTLEMENT_RETURN_FAILED);
         in.delivery_limit = 1;
         v = verdict_decide(&in, &policy);
         cr_expect_eq(v.settlement, SETTLEMENT_DEAD_LETTER, "a limit of 1: dead-lettered at its first failure");
