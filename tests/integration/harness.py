@@ -794,6 +794,29 @@ def run(name, body, **case_kw):
             case.cleanup()
 
 
+def run_own(name, make, body, role="broker"):
+    """Runs body(case, env) on an environment of the test's own: env = make(directory), a
+    RabbitCluster or a RabbitBroker (role "broker") or a PostgresHA (role "database"), stopped in a
+    finally. Its directory (the servers' data and logs) is removed on success and kept for a look
+    on failure. Returns the exit status for meson."""
+    workdir = tempfile.mkdtemp(prefix=f"transmitter-{name}-env-")
+    os.chmod(workdir, 0o755)  # PostgreSQL's servers run as another user
+    env = None
+    status = 1
+    try:
+        env = make(os.path.join(workdir, "env"))
+        status = run(name, lambda case: body(case, env), **{role: env})
+    except TestFailure as e:
+        log(f"FAIL {name}: {e}")
+    finally:
+        if env:
+            env.stop()
+    if status == 0:
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
 def parse_metrics(text):
     """Prometheus text format to {(name, frozenset of label items): float}."""
     out = {}

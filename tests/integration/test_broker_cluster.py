@@ -5,9 +5,6 @@ the daemon does not use (it connects to the list's first) is killed with kill -9
 the quorum queue keeps its majority, every event is delivered and the queue ends empty. Killing or
 freezing the node in use is test_broker_failover's."""
 
-import os
-import shutil
-import tempfile
 import threading
 
 import harness
@@ -43,22 +40,5 @@ def body(case, cluster):
     check(t.stop() == 0, "stops cleanly")
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="transmitter-rmq-cluster-")
-    cluster = None
-    status = 1
-    try:
-        cluster = RabbitCluster(os.path.join(workdir, "rmq"))
-        status = harness.run("broker_cluster", lambda case: body(case, cluster), broker=cluster)
-    except harness.TestFailure as e:
-        log(f"FAIL broker_cluster: {e}")
-    finally:
-        if cluster:
-            cluster.stop()
-    if status == 0:
-        shutil.rmtree(workdir, ignore_errors=True)  # three nodes' data; kept for a look on failure
-    return status
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.run_own("broker_cluster", RabbitCluster, body))

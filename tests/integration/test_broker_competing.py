@@ -5,9 +5,6 @@ consumes through node 1, the second through node 2. Mid-flow node 1 is killed (k
 first daemon moves on to node 2, the second does not notice, and every one of 10,000 events
 published through node 3 is delivered; the queue ends empty and both daemons ready."""
 
-import os
-import shutil
-import tempfile
 import threading
 import time
 
@@ -54,22 +51,5 @@ def body(case, cluster):
     check(a.stop() == 0 and b.stop() == 0, "both stop cleanly")
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="transmitter-rmq-competing-")
-    cluster = None
-    status = 1
-    try:
-        cluster = RabbitCluster(os.path.join(workdir, "rmq"))
-        status = harness.run("broker_competing", lambda case: body(case, cluster), broker=cluster)
-    except harness.TestFailure as e:
-        log(f"FAIL broker_competing: {e}")
-    finally:
-        if cluster:
-            cluster.stop()
-    if status == 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return status
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.run_own("broker_competing", RabbitCluster, body))

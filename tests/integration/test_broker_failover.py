@@ -15,10 +15,7 @@ Each phase prints its failover time (the fault to consuming again on the next no
 another node and deliveries arriving) and its duplicates, accounts for every event id, and ends
 with the queue empty and /ready 200. The failover must take under 10 s."""
 
-import os
 import re
-import shutil
-import tempfile
 import threading
 import time
 
@@ -193,22 +190,5 @@ def body(case, cluster):
     check(t.stop() == 0, "stops cleanly")
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="transmitter-rmq-failover-")
-    cluster = None
-    status = 1
-    try:
-        cluster = RabbitCluster(os.path.join(workdir, "rmq"))
-        status = harness.run("broker_failover", lambda case: body(case, cluster), broker=cluster)
-    except harness.TestFailure as e:
-        log(f"FAIL broker_failover: {e}")
-    finally:
-        if cluster:
-            cluster.stop()
-    if status == 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return status
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.run_own("broker_failover", RabbitCluster, body))

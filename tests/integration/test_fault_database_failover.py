@@ -19,11 +19,8 @@ still reach the new primary, one CONNECT_TIMEOUT_S later. libpq's own connect_ti
 apply to PQconnectPoll, and the ledger's timer used to end the whole attempt on the first host:
 never ready."""
 
-import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -162,23 +159,5 @@ def body(case, pg):
             hole.close()
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="transmitter-pg-ha-")
-    os.chmod(workdir, 0o755)
-    pg = None
-    status = 1
-    try:
-        pg = PostgresHA(os.path.join(workdir, "pg"))
-        status = harness.run("fault_database_failover", lambda case: body(case, pg), database=pg)
-    except harness.TestFailure as e:
-        log(f"FAIL fault_database_failover: {e}")
-    finally:
-        if pg:
-            pg.stop()
-    if status == 0:
-        shutil.rmtree(workdir, ignore_errors=True)  # two data directories; kept for a look on failure
-    return status
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.run_own("fault_database_failover", PostgresHA, body, role="database"))

@@ -8,10 +8,7 @@ once per episode and counted. Before, the broker closed the channel (406 PRECOND
 delivery acknowledgement on channel 1 timed out). The broker's log shows no consumer timeout, the
 connection is never lost, nothing is dead-lettered and every event is delivered after."""
 
-import os
 import re
-import shutil
-import tempfile
 import time
 
 import harness
@@ -60,22 +57,5 @@ def body(case, broker):
     check(t.stop() == 0, "stops cleanly")
 
 
-def main():
-    workdir = tempfile.mkdtemp(prefix="transmitter-rmq-timeout-")
-    broker = None
-    status = 1
-    try:
-        broker = RabbitBroker(os.path.join(workdir, "rmq"))
-        status = harness.run("limit_consumer_timeout", lambda case: body(case, broker), broker=broker)
-    except harness.TestFailure as e:
-        log(f"FAIL limit_consumer_timeout: {e}")
-    finally:
-        if broker:
-            broker.stop()
-    if status == 0:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return status
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(harness.run_own("limit_consumer_timeout", RabbitBroker, body))
