@@ -1,20 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "amqp/connect.h"
 #include "amqp/dead-letter-queue.h"
 #include "amqp/headers.h"
 #include "core/broker-url.h"
 #include "core/timespan.h"
 #include "util/buffer.h"
-#include "version.h"
 
 #define GET_CHANNEL 1
 #define PUBLISH_CHANNEL 2
-#define FRAME_MAX 131072
 /* How long a publisher confirm may take. A persistent message is confirmed once on disk, in
  * milliseconds; a broker that blocked publishers (a resource alarm) may not answer at all. */
 #define CONFIRM_TIMEOUT_S 60
@@ -36,111 +33,16 @@ DeadLetterMessage *dead_letter_message_free(DeadLetterMessage *m) {
         return mfree(m);
 }
 
-static void format_reply(amqp_rpc_reply_t reply, const char *what, char *buf, size_t size) {
-        switch (reply.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-                snprintf(buf, size, "%s: ok", what);
-                break;
-        case AMQP_RESPONSE_NONE:
-                snprintf(buf, size, "%s: no reply", what);
-                break;
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-                snprintf(buf, size, "%s: %s", what, amqp_error_string2(reply.library_error));
-                break;
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-                if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                        const amqp_connection_close_t *m = reply.reply.decoded;
-                        snprintf(buf, size, "%s: connection closed by the broker: %u %.*s", what, m->reply_code,
-                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                        const amqp_channel_close_t *m = reply.reply.decoded;
-                        snprintf(buf, size, "%s: %u %.*s", what, m->reply_code, (int) m->reply_text.len,
-                                 (const char *) m->reply_text.bytes);
-                } else
-                        snprintf(buf, size, "%s: unexpected broker method 0x%08x", what, reply.reply.id);
-                break;
-        }
-}
-
 static int check_reply(DeadLetterQueue *q, const char *what, char *error, size_t size) {
         amqp_rpc_reply_t reply = amqp_get_rpc_reply(q->conn);
 
         if (reply.reply_type == AMQP_RESPONSE_NORMAL)
                 return 0;
-        format_reply(reply, what, error, size);
+        rpc_reply_format(reply, what, error, size);
         /* After a connection.close or a socket error there is nothing left to close politely. */
         if (reply.reply_type != AMQP_RESPONSE_SERVER_EXCEPTION || reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD)
                 q->connected = false;
         return -EPROTO;
-}
-
-static int connect_socket(DeadLetterQueue *q, const DeadLetterQueueSettings *s, const BrokerUrl *url, char *error,
-                          size_t size) {
-        struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
-        amqp_socket_t *socket;
-        int status;
-
-        if (url->tls) {
-                socket = amqp_ssl_socket_new(q->conn);
-                if (!socket) {
-                        snprintf(error, size, "cannot create a TLS socket");
-                        return -ENOMEM;
-                }
-                amqp_ssl_socket_set_verify_peer(socket, 1);
-                amqp_ssl_socket_set_verify_hostname(socket, 1);
-                if (s->ca_file && amqp_ssl_socket_set_cacert(socket, s->ca_file) != AMQP_STATUS_OK) {
-                        snprintf(error, size, "cannot load the CA file %s", s->ca_file);
-                        return -EINVAL;
-                }
-        } else {
-                socket = amqp_tcp_socket_new(q->conn);
-                if (!socket) {
-                        snprintf(error, size, "cannot create a socket");
-                        return -ENOMEM;
-                }
-        }
-        (void) amqp_set_handshake_timeout(q->conn, &tv);
-        status = amqp_socket_open_noblock(socket, url->host, url->port, &tv);
-        if (status != AMQP_STATUS_OK) {
-                snprintf(error, size, "%s:%u: %s", url->host, url->port, amqp_error_string2(status));
-                return -ECONNREFUSED;
-        }
-        /* The same bound for every RPC: a frozen broker must not hang the tool forever. */
-        tv.tv_sec = (time_t) MAX(s->connect_timeout_s, 30u);
-        (void) amqp_set_rpc_timeout(q->conn, &tv);
-        return 0;
-}
-
-static int login(DeadLetterQueue *q, const DeadLetterQueueSettings *s, const BrokerUrl *url, char *error,
-                 size_t size) {
-        amqp_table_entry_t properties[3];
-        amqp_rpc_reply_t reply;
-        char name[300];
-
-        snprintf(name, sizeof name, "transmitter dead-letters@%s", s->instance_id);
-        properties[0] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("connection_name"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(name) },
-        };
-        properties[1] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("product"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("transmitter") },
-        };
-        properties[2] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("version"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(TRANSMITTER_VERSION) },
-        };
-        reply = amqp_login_with_properties(q->conn, url->vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
-                                           &(amqp_table_t) { .num_entries = 3, .entries = properties },
-                                           AMQP_SASL_METHOD_PLAIN, url->user, url->password);
-        if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                char what[300];
-
-                snprintf(what, sizeof what, "login to RabbitMQ at %s:%u as %s", url->host, url->port, url->user);
-                format_reply(reply, what, error, size);
-                return -EACCES;
-        }
-        return 0;
 }
 
 /* The nodes of RABBITMQ_URL in turn, as the daemon moves to the next one it can reach: any node
@@ -148,10 +50,20 @@ static int login(DeadLetterQueue *q, const DeadLetterQueueSettings *s, const Bro
  * the same credentials. */
 static int connect_any(DeadLetterQueue *q, const DeadLetterQueueSettings *s, char *error, size_t size) {
         _cleanup_(broker_url_list_done) BrokerUrlList urls = { 0 };
+        char name[300];
+        BrokerConnectSettings settings = {
+                .ca_file = s->ca_file,
+                .connect_timeout_s = s->connect_timeout_s,
+                /* The same bound for every RPC: a frozen broker must not hang the tool for ever. */
+                .rpc_timeout_s = MAX(s->connect_timeout_s, 30u),
+                .heartbeat_s = s->heartbeat_s,
+                .connection_name = name,
+        };
         char tried[512] = "";
         size_t used = 0;
         int r;
 
+        snprintf(name, sizeof name, "transmitter dead-letters@%s", s->instance_id);
         r = broker_url_list_parse(s->url, &urls, NULL, NULL);
         if (r == -ENOMEM)
                 return r;
@@ -165,9 +77,9 @@ static int connect_any(DeadLetterQueue *q, const DeadLetterQueueSettings *s, cha
                 q->conn = amqp_new_connection();
                 if (!q->conn)
                         return -ENOMEM;
-                r = connect_socket(q, s, &urls.urls[i], why, sizeof why);
+                r = broker_open_socket(q->conn, &urls.urls[i], &settings, why, sizeof why);
                 if (r >= 0) {
-                        r = login(q, s, &urls.urls[i], error, size);
+                        r = broker_login(q->conn, &urls.urls[i], &settings, error, size);
                         if (r >= 0)
                                 q->connected = true;
                         return r;
@@ -220,7 +132,7 @@ int dead_letter_queue_open(const DeadLetterQueueSettings *s, DeadLetterQueue **r
                 char what[300];
 
                 snprintf(what, sizeof what, "queue.declare %s", q->queue);
-                format_reply(reply, what, error, size);
+                rpc_reply_format(reply, what, error, size);
                 return -EPROTO;
         }
         *ret_count = ok->message_count;
@@ -410,7 +322,7 @@ int dead_letter_queue_get(DeadLetterQueue *q, DeadLetterMessage **ret, char *err
         amqp_maybe_release_buffers(q->conn);
         reply = amqp_basic_get(q->conn, GET_CHANNEL, amqp_cstring_bytes(q->queue), 0);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                format_reply(reply, "basic.get", error, size);
+                rpc_reply_format(reply, "basic.get", error, size);
                 q->connected = false;
                 return -EIO;
         }
@@ -444,7 +356,7 @@ int dead_letter_queue_get(DeadLetterQueue *q, DeadLetterMessage **ret, char *err
 
         reply = amqp_read_message(q->conn, GET_CHANNEL, &m->message, 0);
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                format_reply(reply, "reading a message", error, size);
+                rpc_reply_format(reply, "reading a message", error, size);
                 q->connected = false;
                 return -EIO;
         }

@@ -4,8 +4,6 @@
  * session_set_cancelled() touch only what the "Shared" part of Session names;
  * session_new() and session_free() run while there is no thread. The loop's side of the
  * adapter is amqp/consumer.c; no sd-event here. */
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -13,11 +11,11 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "amqp/connect.h"
 #include "amqp/headers.h"
 #include "amqp/session.h"
 #include "core/broker-url.h"
 #include "core/dead-letter-entry.h"
-#include "version.h"
 
 #define RECONNECT_BACKOFF_MIN (500 * USEC_PER_MSEC)
 /* Capped low: while the broker is away nothing is consumed or acked, so a broker that is back
@@ -39,7 +37,6 @@
  * touches no queue) and gives the node up when no frame at all came for PROBE_TIMEOUT after. */
 #define PROBE_AFTER (1 * USEC_PER_SEC)
 #define PROBE_TIMEOUT (5 * USEC_PER_SEC)
-#define FRAME_MAX 131072
 /* Deliveries read in one go before they are handed to the loop. */
 #define READ_BURST 256
 #define STOP_GRACE_USEC (2 * USEC_PER_SEC)
@@ -139,43 +136,12 @@ static void dead_letter_done(Session *s, Command *cmd, bool ok, const char *mess
         mailbox_post(s->events, &d->event.item);
 }
 
-static void format_reply(amqp_rpc_reply_t reply, const char *what, char *buf, size_t size) {
-        switch (reply.reply_type) {
-        case AMQP_RESPONSE_NORMAL:
-                snprintf(buf, size, "%s: ok", what);
-                break;
-        case AMQP_RESPONSE_NONE:
-                snprintf(buf, size, "%s: no reply", what);
-                break;
-        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-                snprintf(buf, size, "%s: %s", what, amqp_error_string2(reply.library_error));
-                break;
-        case AMQP_RESPONSE_SERVER_EXCEPTION:
-                if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                        const amqp_connection_close_t *m = reply.reply.decoded;
-                        snprintf(buf, size, "%s: connection closed by broker: %u %.*s", what, m->reply_code,
-                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                } else if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-                        const amqp_channel_close_t *m = reply.reply.decoded;
-                        snprintf(buf, size, "%s: channel closed by broker: %u %.*s", what, m->reply_code,
-                                 (int) m->reply_text.len, (const char *) m->reply_text.bytes);
-                } else
-                        snprintf(buf, size, "%s: unexpected broker method 0x%08x", what, reply.reply.id);
-                break;
-        }
-}
-
-static bool reply_is_channel_close(amqp_rpc_reply_t reply, uint16_t code) {
-        return reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD &&
-               ((const amqp_channel_close_t *) reply.reply.decoded)->reply_code == code;
-}
-
 static int check_reply(Session *s, const char *what, char *error, size_t size) {
         amqp_rpc_reply_t reply = amqp_get_rpc_reply(s->conn);
 
         if (reply.reply_type == AMQP_RESPONSE_NORMAL)
                 return 0;
-        format_reply(reply, what, error, size);
+        rpc_reply_format(reply, what, error, size);
         return -EPROTO;
 }
 
@@ -229,8 +195,8 @@ static int declare_queue(Session *s, const char *name, amqp_table_t arguments, c
         reply = amqp_get_rpc_reply(s->conn);
         if (reply.reply_type == AMQP_RESPONSE_NORMAL)
                 return 0;
-        if (!reply_is_channel_close(reply, AMQP_PRECONDITION_FAILED)) {
-                format_reply(reply, "queue.declare", error, size);
+        if (!rpc_reply_is_channel_close(reply, AMQP_PRECONDITION_FAILED)) {
+                rpc_reply_format(reply, "queue.declare", error, size);
                 return -EPROTO;
         }
 
@@ -346,82 +312,31 @@ static int start_consuming(Session *s, char *error, size_t size) {
 }
 
 static int session_open(Session *s, const BrokerUrl *url, char *error, size_t size) {
-        amqp_socket_t *socket;
-        struct timeval tv = { .tv_sec = (time_t) s->connect_timeout_s };
-        amqp_rpc_reply_t reply;
         char connection_name[300];
-        amqp_table_entry_t capabilities[2], properties[4];
-        int status;
+        BrokerConnectSettings settings = {
+                .ca_file = s->ca_file,
+                .connect_timeout_s = s->connect_timeout_s,
+                .rpc_timeout_s = s->connect_timeout_s,
+                .heartbeat_s = s->heartbeat_s,
+                .connection_name = connection_name,
+                .consumer = true,
+        };
+        int r;
 
+        snprintf(connection_name, sizeof connection_name, "transmitter@%s", s->instance_id);
         s->conn = amqp_new_connection();
         if (!s->conn)
                 return -ENOMEM;
-
-        if (url->tls) {
-                socket = amqp_ssl_socket_new(s->conn);
-                if (!socket) {
-                        snprintf(error, size, "cannot create TLS socket");
-                        return -ENOMEM;
-                }
-                amqp_ssl_socket_set_verify_peer(socket, 1);
-                amqp_ssl_socket_set_verify_hostname(socket, 1);
-                if (s->ca_file && amqp_ssl_socket_set_cacert(socket, s->ca_file) != AMQP_STATUS_OK) {
-                        snprintf(error, size, "cannot load CA file %s", s->ca_file);
-                        return -EINVAL;
-                }
-        } else {
-                socket = amqp_tcp_socket_new(s->conn);
-                if (!socket)
-                        return -ENOMEM;
-        }
-
-        (void) amqp_set_handshake_timeout(s->conn, &tv);
-        (void) amqp_set_rpc_timeout(s->conn, &tv);
-
-        status = amqp_socket_open_noblock(socket, url->host, url->port, &tv);
-        if (status != AMQP_STATUS_OK) {
-                snprintf(error, size, "connect to %s:%d: %s", url->host, url->port, amqp_error_string2(status));
-                return -ECONNREFUSED;
-        }
+        r = broker_open_socket(s->conn, url, &settings, error, size);
+        if (r < 0)
+                return r;
+        /* Before the login: a login that a frozen broker never answers is broken from here. */
         pthread_mutex_lock(&s->lock);
         s->socket_fd = amqp_get_sockfd(s->conn);
         pthread_mutex_unlock(&s->lock);
-
-        /* consumer_cancel_notify: a deleted queue cancels us instead of leaving us idle forever. */
-        capabilities[0] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("consumer_cancel_notify"),
-                .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 },
-        };
-        capabilities[1] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("connection.blocked"),
-                .value = { .kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1 },
-        };
-        snprintf(connection_name, sizeof connection_name, "transmitter@%s", s->instance_id);
-        properties[0] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("capabilities"),
-                .value = { .kind = AMQP_FIELD_KIND_TABLE,
-                           .value.table = { .num_entries = 2, .entries = capabilities } },
-        };
-        properties[1] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("connection_name"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name) },
-        };
-        properties[2] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("product"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("transmitter") },
-        };
-        properties[3] = (amqp_table_entry_t) {
-                .key = amqp_cstring_bytes("version"),
-                .value = { .kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(TRANSMITTER_VERSION) },
-        };
-
-        reply = amqp_login_with_properties(s->conn, url->vhost, 0, FRAME_MAX, (int) s->heartbeat_s,
-                                           &(amqp_table_t) { .num_entries = 4, .entries = properties },
-                                           AMQP_SASL_METHOD_PLAIN, url->user, url->password);
-        if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
-                format_reply(reply, "login", error, size);
-                return -EACCES;
-        }
+        r = broker_login(s->conn, url, &settings, error, size);
+        if (r < 0)
+                return r;
         s->connected = true;
         s->cancel_ok_accepted =
                 amqp_properties_capability(amqp_get_server_properties(s->conn), "accept_consumer_cancel_ok");
@@ -869,8 +784,8 @@ static int cancel_reason(Session *s, char *why, size_t why_size, char *error, si
                          s->queue, ok->message_count, ok->consumer_count);
                 return 0;
         }
-        if (!reply_is_channel_close(reply, AMQP_NOT_FOUND)) {
-                format_reply(reply, "queue.declare (passive)", error, size);
+        if (!rpc_reply_is_channel_close(reply, AMQP_NOT_FOUND)) {
+                rpc_reply_format(reply, "queue.declare (passive)", error, size);
                 return -EPROTO;
         }
         r = reopen_topology_channel(s, error, size);
