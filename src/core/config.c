@@ -76,6 +76,7 @@ typedef enum SettingKind {
         X(CIRCUIT_FAILURE_THRESHOLD, UNSIGNED, circuit_failure_threshold, "5", 1, 10000, true) \
         X(CIRCUIT_RESET_TIMEOUT_S, UNSIGNED, circuit_reset_timeout_s, "60", 1, 86400, true)    \
         X(LOG_LEVEL, LOG_LEVEL, log_level, "INFO", 0, 0, true)                                 \
+        X(BATCH_TIMELINE, BOOL, batch_timeline, "false", 0, 0, true)                           \
         X(SHUTDOWN_TIMEOUT_S, UNSIGNED, shutdown_timeout_s, "20", 1, 3600, true)               \
         X(INSTANCE_ID, NAME, instance_id, NULL, 1, 255, false)
 

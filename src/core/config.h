@@ -69,6 +69,7 @@ typedef struct Config {
 
         /* Process */
         int log_level;                /* LOG_LEVEL INFO, a syslog priority (LOG_INFO) */
+        bool batch_timeline;          /* BATCH_TIMELINE false: log where each batch's time went */
         unsigned shutdown_timeout_s;  /* SHUTDOWN_TIMEOUT_S 20 */
         char *instance_id;            /* INSTANCE_ID, the host name by default */
 

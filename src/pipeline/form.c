@@ -60,9 +60,25 @@ static void batch_insert_after(Pipeline *p, Batch *after, Batch *b) {
                 p->batches_head = b;
 }
 
+/* The thread's reading times of the batch's first and last events, and its last tag. */
+static void batch_mark_events(Batch *b) {
+        usec_t first = USEC_INFINITY, last = 0;
+
+        for (size_t i = 0; i < b->n; i++) {
+                const AmqpDelivery *d = b->deliveries[i];
+
+                first = MIN(first, d->received_at);
+                last = MAX(last, d->received_at);
+                b->last_tag = MAX(b->last_tag, d->tag);
+        }
+        timeline_mark(&b->timeline, TIMELINE_FIRST_EVENT, first);
+        timeline_mark(&b->timeline, TIMELINE_LAST_EVENT, last);
+}
+
 Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epoch, Batch *insert_after) {
         _cleanup_free_ Batch *b = NULL;
         LedgerRecord rec = { .status = BATCH_PENDING, .item_count = (unsigned) n };
+        usec_t forming = now(CLOCK_MONOTONIC);
         int r;
 
         b = calloc(1, sizeof *b);
@@ -85,6 +101,8 @@ Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epo
                 goto fail;
         }
         memcpy(b->deliveries, deliveries, n * sizeof *deliveries);
+        batch_mark_events(b);
+        timeline_mark(&b->timeline, TIMELINE_FORMING, forming);
 
         r = encode_batch(p, b);
         if (r < 0) {
@@ -101,6 +119,7 @@ Batch *batch_form(Pipeline *p, AmqpDelivery **deliveries, size_t n, uint64_t epo
                  * delivered and settled all the same. */
                 log_error_errno(r, "Failed to queue tracking record for batch %s: %s", rec.batch_id, STRERROR(r));
 
+        timeline_mark(&b->timeline, TIMELINE_FORMED, now(CLOCK_MONOTONIC));
         batch_insert_after(p, insert_after, b);
         pipeline_schedule(p);
         return TAKE_PTR(b);

@@ -6,7 +6,8 @@
  *   form.c      deliveries in: validation, the batch being filled, forming and encoding batches;
  *   send.c      batches out: the send slots, the circuit, the requests, and carrying out the
  *               verdict (core/verdict.h) on every moment of a batch;
- *   settle.c    a batch's final row, and settling its deliveries once that row is committed.
+ *   settle.c    a batch's final row, and settling its deliveries once that row is committed;
+ *   timeline.c  BATCH_TIMELINE: where each batch's time went, logged once its ack is out.
  * A delivery enters through pipeline_receive() and leaves through delivery_settle(), once.
  * No handler calls the dispatch or the stop check itself: whoever changes what they depend on
  * calls pipeline_schedule(), and the deferred source "pipeline-work" runs them once, after the
@@ -21,6 +22,7 @@
 #include "core/circuit.h"
 #include "core/envelope.h"
 #include "core/retry.h"
+#include "core/timeline.h"
 #include "core/uuid.h"
 #include "core/verdict.h"
 #include "http/sender.h"
@@ -55,8 +57,19 @@ typedef struct Batch {
         DeadLetterKind dead_letter; /* SETTLEMENT_DEAD_LETTER: the reason */
         long final_status;
         sd_event_source *retry_timer;
+        Timeline timeline;
+        uint64_t last_tag; /* the highest delivery tag among its events: its ack is the last to go */
         struct Batch *prev, *next;
 } Batch;
+
+/* A settled batch's timeline, waiting for the ack of its last event to go out. */
+typedef struct TimelineRecord {
+        char id[UUID_STRING_MAX];
+        uint64_t epoch, last_tag;
+        size_t n;
+        Timeline timeline;
+        struct TimelineRecord *next;
+} TimelineRecord;
 
 struct Pipeline {
         sd_event *event;
@@ -97,6 +110,8 @@ struct Pipeline {
         sd_event_source *work; /* deferred: dispatch, acks, stop check */
         sd_event_source *expiry_timer; /* the oldest delivery nears the broker's consumer timeout */
         bool expiry_episode;   /* deliveries were returned at the last expiry check */
+
+        TimelineRecord *timelines; /* BATCH_TIMELINE: settled batches whose ack is not out yet */
 
         bool stopping;
         sd_event_source *stop_timer;
@@ -156,3 +171,11 @@ void batch_finish(Pipeline *p, Batch *b, BatchStatus status, long http_status, c
 void batch_release_slot(Pipeline *p, Batch *b);
 /* Unlinks and frees a batch whose deliveries were all settled. */
 void batch_destroy(Pipeline *p, Batch *b);
+
+/* timeline.c */
+/* The batch's deliveries were just settled: its timeline waits for their ack to go out. */
+void timeline_batch_settled(Pipeline *p, const Batch *b);
+/* These acks were handed to the AMQP thread at t. */
+void timeline_acks_queued(Pipeline *p, const AckCommand *commands, size_t n, usec_t t);
+/* The broker connection is gone, or the pipeline: what waits is logged as far as it got. */
+void timeline_flush(Pipeline *p);

@@ -37,6 +37,7 @@ static void abandon_epoch(Pipeline *p) {
         /* Batches ready to go are finished by the next dispatch. */
         pipeline_schedule(p);
         ack_tracker_reset(&p->acks);
+        timeline_flush(p);
 }
 
 static const char *broker_shown(const Pipeline *p, size_t index) {
@@ -57,6 +58,7 @@ static void on_broker_connected(Pipeline *p, const AmqpEvent *ev) {
 
         p->epoch = ev->epoch;
         ack_tracker_reset(&p->acks);
+        timeline_flush(p);
         p->broker_connected = true;
         p->broker_url = ev->url_index;
         memset(p->broker_errors, 0, p->broker_urls.n * sizeof p->broker_errors[0]);
@@ -405,6 +407,7 @@ Pipeline *pipeline_free(Pipeline *p) {
         pipeline_drop_open_batch(p);
         batcher_done(&p->batcher);
         ack_tracker_done(&p->acks);
+        timeline_flush(p);
 
         sender_free(p->sender);
         ledger_free(p->ledger);

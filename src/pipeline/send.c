@@ -325,6 +325,8 @@ static void batch_start(Pipeline *p, Batch *b) {
 
         b->attempt++;
         b->attempts_total++;
+        if (b->attempts_total == 1)
+                timeline_mark(&b->timeline, TIMELINE_REQUEST, now(CLOCK_MONOTONIC));
         rec.retries = b->attempts_total > 1;
         memcpy(rec.batch_id, b->id, sizeof rec.batch_id);
         r = ledger_append(p->ledger, &rec, NULL, NULL);

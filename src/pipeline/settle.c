@@ -99,6 +99,8 @@ void pipeline_flush_acks(Pipeline *p) {
                 if (n > 0 && amqp_consumer_settle(p->amqp, p->epoch, commands, n) < 0)
                         /* Unsent acks leave the messages unacked: the broker redelivers them. */
                         log_error("Out of memory queueing %zu ack(s)", n);
+                else if (n > 0 && p->timelines)
+                        timeline_acks_queued(p, commands, n, now(CLOCK_MONOTONIC));
         } while (n == ELEMENTSOF(commands));
 }
 
@@ -131,6 +133,8 @@ static void on_final_committed(Ledger *l, void *userdata) {
         Batch *b = userdata;
         Pipeline *p = b->pipeline;
 
+        timeline_mark(&b->timeline, TIMELINE_COMMITTED, now(CLOCK_MONOTONIC));
+        timeline_batch_settled(p, b);
         for (size_t i = 0; i < b->n; i++)
                 switch (b->settlement) {
                 case SETTLEMENT_ACK:
@@ -169,6 +173,7 @@ void batch_finish(Pipeline *p, Batch *b, BatchStatus status, long http_status, c
         b->phase = PHASE_SETTLING;
         b->settlement = settlement;
         b->dead_letter = dead_letter;
+        timeline_mark(&b->timeline, TIMELINE_FINISHED, now(CLOCK_MONOTONIC));
         b->final_status = http_status;
         if (settlement == SETTLEMENT_REQUEUE && b->expiring)
                 p->stats.events_returned_expiring += b->n;

@@ -565,6 +565,7 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
     env.receiver_reset()
     rc0 = env.receiver_counts()
     tx = Transmitter(env, name, {
+        "TRANSMITTER_BATCH_TIMELINE": "false" if args.no_timeline else "true",
         "TRANSMITTER_RABBITMQ_EXCHANGE": exchange,
         "TRANSMITTER_RABBITMQ_QUEUE": queue,
         "TRANSMITTER_RABBITMQ_DEAD_LETTER_EXCHANGE": dlx,
@@ -589,6 +590,7 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
     secs = t_done - tx.t_spawn
     raw, comp = stats["bytes"]["raw"], stats["bytes"]["compressed"]
     durations = request_durations(tx.log_path)
+    timeline = batch_timeline(tx.log_path)
     res = {
         "run": name, "kind": "transmitter", "events": n, "batch_size": batch, "prefetch": prefetch,
         "max_in_flight": mif, "compression_level": level,
@@ -603,6 +605,7 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
         "compression_ratio": round(raw / comp, 3) if comp else None, "bytes_raw": raw, "bytes_compressed": comp,
         "ready_ms": round(ready_ms, 1),
         "request_ms": durations,
+        "timeline_ms": timeline,
         "receiver": {"requests": rc["requests"] - rc0["requests"], "duplicates": rc["duplicates"],
                      "rejected": rc["rejected"], "max_in_flight": rc["max_in_flight"],
                      "connections": rc["connections"] - rc0["connections"]},
@@ -638,6 +641,37 @@ def request_durations(log_path):
     v.sort()
     return {"count": len(v), "p50": v[len(v) // 2], "p90": v[int(len(v) * 0.9)], "p99": v[int(len(v) * 0.99)],
             "max": v[-1], "mean": round(sum(v) / len(v), 2)}
+
+
+TIMELINE_SPANS = ("fill", "flush", "encode", "slot", "http", "commit", "ack", "wire", "refill", "window")
+
+
+def batch_timeline(log_path):
+    """BATCH_TIMELINE=true makes the daemon log, per batch, where its time went ("Batch <id> timeline (ms):
+    fill 3.10 flush 0.05 ..."): the median and p90 of each span over the run, in ms."""
+    spans = {k: [] for k in TIMELINE_SPANS}
+    try:
+        with open(log_path, errors="replace") as f:
+            for line in f:
+                _, sep, rest = line.partition(" timeline (ms): ")
+                if not sep:
+                    continue
+                words = rest.split()
+                for name, value in zip(words[0::2], words[1::2]):
+                    if name in spans and value != "-":
+                        try:
+                            spans[name].append(float(value))
+                        except ValueError:
+                            pass
+    except OSError:
+        return None
+    out = {}
+    for name, v in spans.items():
+        if v:
+            v.sort()
+            out[name] = {"n": len(v), "p50": v[len(v) // 2], "p90": v[int(len(v) * 0.9)],
+                         "mean": round(sum(v) / len(v), 2)}
+    return out or None
 
 
 def pair_run(env, args, results, tag, batch, level):
@@ -739,6 +773,7 @@ def latency_run(env, args, results):
     tx = Transmitter(env, tag, {
         "TRANSMITTER_RABBITMQ_EXCHANGE": exchange, "TRANSMITTER_RABBITMQ_QUEUE": queue,
         "TRANSMITTER_RABBITMQ_DEAD_LETTER_EXCHANGE": dlx, "TRANSMITTER_BATCH_SIZE": "100",
+        "TRANSMITTER_BATCH_TIMELINE": "false" if args.no_timeline else "true",
     })
     pub = None
     try:
@@ -781,6 +816,7 @@ def latency_run(env, args, results):
         "receiver_util": round(cpu["receiver"] / cpu["wall_s"], 3),
         "machine_util": round(cpu["machine_busy_s"] / cpu["wall_s"], 3),
         "batches": stats["batches"]["sent"],
+        "timeline_ms": batch_timeline(tx.log_path),
     }
     emit(res, results)
     env.delete_queue(queue)
@@ -892,6 +928,17 @@ def table(results):
                    "durations from the daemon's log; anon: the peak of RssAnon, the part of VmHWM that is the "
                    "daemon's own memory rather than shared library pages; all µs/ev: CPU per event of broker + "
                    "receiver + PostgreSQL + consumer; CPU bound: the events/s those allow on this machine's cores)")
+    tl = [r for r in results if r["kind"] in ("transmitter", "latency") and r.get("timeline_ms")]
+    if tl:
+        out.append("where a batch's time went (BATCH_TIMELINE; ms, median/p90 over the run's batches; window = first "
+                   "event read to its ack on the wire):")
+        out.append("  " + " ".join(f"{n:>13s}" for n in ("run",) + TIMELINE_SPANS))
+        for r in tl:
+            t = r["timeline_ms"]
+            cells = [r["run"].replace("transmitter-", "")]
+            for n in TIMELINE_SPANS:
+                cells.append(f"{t[n]['p50']:.2f}/{t[n]['p90']:.2f}" if n in t else "-")
+            out.append("  " + " ".join(f"{c:>13s}" for c in cells))
     for r in results:
         if r["kind"] == "latency":
             cpu = r["cpu_s"]
@@ -951,6 +998,8 @@ def main():
     ap.add_argument("--rss-backlog", type=int, default=20000)
     ap.add_argument("--settle", type=float, default=3.0, help="seconds of quiet after a preload")
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--no-timeline", action="store_true",
+                    help="do not set BATCH_TIMELINE=true in the throughput runs (one log line per batch)")
     ap.add_argument("--wrapper", help="run the transmitter under this command (e.g. valgrind ...)")
     ap.add_argument("--cpubench", help="cpubench binary: the per-stage CPU budget on publish.c events, first")
     ap.add_argument("--json-out", help="also write the JSON lines here")

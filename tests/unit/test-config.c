@@ -129,6 +129,7 @@ static const char default_format[] =
         "TRANSMITTER_CIRCUIT_FAILURE_THRESHOLD=5\n"
         "TRANSMITTER_CIRCUIT_RESET_TIMEOUT_S=60\n"
         "TRANSMITTER_LOG_LEVEL=INFO\n"
+        "TRANSMITTER_BATCH_TIMELINE=false\n"
         "TRANSMITTER_SHUTDOWN_TIMEOUT_S=20\n"
         "TRANSMITTER_INSTANCE_ID=" HOSTNAME "\n";
 
@@ -172,6 +173,7 @@ Test(config, defaults) {
         cr_expect_eq(c.circuit_failure_threshold, 5);
         cr_expect_eq(c.circuit_reset_timeout_s, 60);
         cr_expect_eq(c.log_level, LOG_INFO);
+        cr_expect_not(c.batch_timeline);
         cr_expect_eq(c.shutdown_timeout_s, 20);
         cr_expect_str_eq(c.instance_id, HOSTNAME);
         cr_expect_eq(c.obsolete, 0);
@@ -190,7 +192,7 @@ Test(config, setting_names_match_format) {
         size_t n = count_settings();
         Config c;
 
-        cr_expect_eq(n, 37);
+        cr_expect_eq(n, 38);
         for (size_t i = 0; i < n; i++) {
                 cr_expect_null(startswith(config_setting_names[i], "TRANSMITTER_"));
                 for (size_t j = 0; j < i; j++)
@@ -308,6 +310,7 @@ Test(config, file_syntax) {
                            "TRANSMITTER_INSTANCE_ID=\"it's\"\n"
                            "TRANSMITTER_LOG_LEVEL=debug\r\n"
                            "TRANSMITTER_RETRY_JITTER=Yes\n"
+                           "TRANSMITTER_BATCH_TIMELINE=on\n"
                            "TRANSMITTER_RABBITMQ_QUEUE_TYPE=QUORUM\n"
                            "TRANSMITTER_AUTH_TOKEN=''\n"
                            "TRANSMITTER_MAX_IN_FLIGHT=3\n"
@@ -324,6 +327,7 @@ Test(config, file_syntax) {
         cr_expect_str_eq(c.instance_id, "it's");
         cr_expect_eq(c.log_level, LOG_DEBUG);
         cr_expect(c.retry_jitter);
+        cr_expect(c.batch_timeline);
         cr_expect_eq(c.rabbitmq_queue_type, QUEUE_TYPE_QUORUM);
         cr_expect_null(c.auth_token);
         cr_expect_eq(c.max_in_flight, 4);
@@ -629,6 +633,8 @@ static const struct {
           "TRANSMITTER_RETRY_JITTER=maybe: not a boolean (accepted: true, false, yes, no, on, off, 1, 0)" },
         { "RETRY_JITTER", "",
           "TRANSMITTER_RETRY_JITTER=: not a boolean (accepted: true, false, yes, no, on, off, 1, 0)" },
+        { "BATCH_TIMELINE", "verbose",
+          "TRANSMITTER_BATCH_TIMELINE=verbose: not a boolean (accepted: true, false, yes, no, on, off, 1, 0)" },
         { "CIRCUIT_FAILURE_THRESHOLD", "10001",
           "TRANSMITTER_CIRCUIT_FAILURE_THRESHOLD=10001: out of range (accepted: 1-10000)" },
         { "CIRCUIT_RESET_TIMEOUT_S", "0",
@@ -1316,6 +1322,7 @@ Test(config, reloadable_settings) {
                 "CIRCUIT_FAILURE_THRESHOLD",
                 "CIRCUIT_RESET_TIMEOUT_S",
                 "LOG_LEVEL",
+                "BATCH_TIMELINE",
                 "SHUTDOWN_TIMEOUT_S",
                 "RABBITMQ_DELIVERY_LIMIT",
                 "RABBITMQ_CONSUMER_TIMEOUT_S",
