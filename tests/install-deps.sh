@@ -8,9 +8,12 @@ packages=(
         # build
         meson ninja-build pkg-config gcc libc6-dev
         libsystemd-dev librabbitmq-dev libpq-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libjson-c-dev
+        libdeflate-dev
         libmicrohttpd-dev libcriterion-dev
         # the development environment: broker, database, HTTPS receiver, certificates
         rabbitmq-server postgresql openssl curl python3 procps util-linux gzip
+        # the benchmark's reference gzip engines (tests/bench/cpubench.c)
+        libisal-dev
         # checks: promtool, valgrind, a systemd user manager and journald, YAML for the rules' test
         prometheus valgrind systemd dbus python3-yaml
         # packages: the .deb, the .rpm, the man pages

@@ -2,8 +2,9 @@
 #pragma once
 
 /* The wire body (architecture §3): gzip({"batch_id":"<uuid>","discoveries":[<body>,<body>,...]}),
- * the bodies spliced in verbatim. The bodies are compressed where they lie: the raw
- * envelope is never assembled in memory. */
+ * the bodies spliced in verbatim. The gzip engine is chosen at build time: libdeflate (the
+ * meson feature 'libdeflate'), which compresses one assembled buffer, or zlib, which compresses
+ * the bodies where they lie. */
 
 #include <sys/uio.h>
 
@@ -12,7 +13,8 @@
 
 typedef struct Envelope Envelope;
 
-/* level: zlib's 0-9 (COMPRESSION_LEVEL). One Envelope keeps its deflate state for reuse. */
+/* level: COMPRESSION_LEVEL, on zlib's scale 0-9 (0 stores). One Envelope keeps its compressor
+ * for reuse. */
 int envelope_new(int level, Envelope **ret);
 Envelope *envelope_free(Envelope *e);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Envelope *, envelope_free);
@@ -25,3 +27,13 @@ int envelope_encode(Envelope *e, const char *batch_id, const struct iovec *bodie
 
 /* Bytes the envelope adds around n bodies: the prefix with the id, the commas and the closing "]}". */
 size_t envelope_overhead(size_t n_bodies);
+
+/* The engine and its version, e.g. "libdeflate 1.14" or "zlib 1.2.13". */
+const char *envelope_engine(void);
+/* The engine's own level for a COMPRESSION_LEVEL: libdeflate's level one below (1 for 1), which
+ * compresses about as small as zlib's at COMPRESSION_LEVEL; zlib's is the same. -EINVAL if out of
+ * range. */
+int envelope_engine_level(int level);
+/* The room envelope_encode() reserves in out for a raw envelope of raw_size bytes: it never
+ * needs more. */
+size_t envelope_compress_bound(Envelope *e, size_t raw_size);

@@ -9,6 +9,7 @@
 #include <systemd/sd-event.h>
 
 #include "api/server.h"
+#include "core/envelope.h"
 #include "core/status.h"
 #include "core/telemetry.h"
 #include "daemon/config-read.h"
@@ -355,8 +356,10 @@ int daemon_run(Config *config, const char *config_path, bool config_path_explici
 
         {
                 _cleanup_free_ char *dest = url_redact(d->config->destination_url);
-                log_info("transmitter %s started: delivering to %s in batches of up to %u events", TRANSMITTER_VERSION,
-                         strempty(dest), d->config->batch_size);
+                log_info("transmitter %s started: delivering to %s in batches of up to %u events, gzip by %s (level %d "
+                         "for COMPRESSION_LEVEL %d)",
+                         TRANSMITTER_VERSION, strempty(dest), d->config->batch_size, envelope_engine(),
+                         envelope_engine_level(d->config->compression_level), d->config->compression_level);
         }
         notify_ready("started, connecting to broker and database");
 

@@ -8,17 +8,19 @@
  * Stages, each over every event of the file, repeated until --min-seconds of CPU:
  *   json_check       json_check_event() on each body (src/core/json-check.c, the daemon's own code)
  *   batch_id         the UUIDv5 batch id over the event ids (src/core/uuid.c)
- *   envelope_zlib    envelope_encode() (src/core/envelope.c): deflate fed body by body, as the daemon does
+ *   envelope         envelope_encode() (src/core/envelope.c) as the daemon does it, with the daemon's engine:
+ *                    libdeflate (one assembled buffer, its level one below --level) built with
+ *                    -DHAVE_LIBDEFLATE, else zlib fed body by body
  *   copy             one memcpy of each body into a contiguous batch buffer (the envelope assembled raw)
  *   zlib_oneshot     that buffer through one deflate() call (same level, same window)
- *   libdeflate       libdeflate_gzip_compress() of that buffer (same level)       [-DHAVE_LIBDEFLATE]
- *   isal_lN          ISA-L igzip, levels 1..3, of that buffer                     [-DHAVE_ISAL]
+ *   libdeflate       libdeflate_gzip_compress() of that buffer (same level)       [-DBENCH_LIBDEFLATE]
+ *   isal_lN          ISA-L igzip, levels 1..3, of that buffer                     [-DBENCH_ISAL]
  * Each line: ns/event, and for the compressors the ratio raw/compressed. One JSON line per stage
  * ("CPUBENCH {...}") follows the table.
  *
  * Build (with the daemon's own sources; tests/bench/run.sh does this):
  *   gcc -std=c11 -O2 -D_GNU_SOURCE -Isrc -o cpubench tests/bench/cpubench.c src/core/json-check.c src/core/uuid.c \
- *       src/core/envelope.c src/util/buffer.c src/util/util.c -lz -lcrypto [-DHAVE_LIBDEFLATE -ldeflate] [-DHAVE_ISAL -lisal]
+ *       src/core/envelope.c src/util/buffer.c src/util/util.c -lz -lcrypto [-DHAVE_LIBDEFLATE] [-DBENCH_LIBDEFLATE -ldeflate] [-DBENCH_ISAL -lisal]
  * (libdeflate-dev and libisal-dev are optional: without them those lines are left out.)
  */
 #include <errno.h>
@@ -30,10 +32,10 @@
 #include <time.h>
 #include <zlib.h>
 
-#ifdef HAVE_LIBDEFLATE
+#if defined(BENCH_LIBDEFLATE) || defined(HAVE_LIBDEFLATE)
 #include <libdeflate.h>
 #endif
-#ifdef HAVE_ISAL
+#ifdef BENCH_ISAL
 #include <isa-l/igzip_lib.h>
 #endif
 
@@ -218,7 +220,7 @@ static size_t do_zlib_oneshot(size_t first, size_t n, void *ctx) {
         return comp_cap - z->avail_out;
 }
 
-#ifdef HAVE_LIBDEFLATE
+#ifdef BENCH_LIBDEFLATE
 static size_t do_libdeflate(size_t first, size_t n, void *ctx) {
         size_t r;
         do_copy(first, n, NULL);
@@ -229,7 +231,7 @@ static size_t do_libdeflate(size_t first, size_t n, void *ctx) {
 }
 #endif
 
-#ifdef HAVE_ISAL
+#ifdef BENCH_ISAL
 typedef struct IsalCtx {
         int level;
         uint8_t *level_buf;
@@ -299,7 +301,7 @@ int main(int argc, char **argv) {
         Envelope *e;
         if (envelope_new(level, &e) < 0)
                 die("envelope_new");
-        measure("envelope_zlib", do_envelope, e, true);
+        measure("envelope", do_envelope, e, true);
         measure("copy", do_copy, NULL, false);
 
         z_stream z = { 0 };
@@ -308,14 +310,14 @@ int main(int argc, char **argv) {
         measure("zlib_oneshot", do_zlib_oneshot, &z, true);
         deflateEnd(&z);
 
-#ifdef HAVE_LIBDEFLATE
+#ifdef BENCH_LIBDEFLATE
         struct libdeflate_compressor *ld = libdeflate_alloc_compressor(level);
         if (!ld)
                 die("libdeflate_alloc_compressor");
         measure("libdeflate", do_libdeflate, ld, true);
         libdeflate_free_compressor(ld);
 #endif
-#ifdef HAVE_ISAL
+#ifdef BENCH_ISAL
         static const char *const isal_names[] = { "isal_l0", "isal_l1", "isal_l2", "isal_l3" };
         static const uint32_t isal_sizes[] = { ISAL_DEF_LVL0_DEFAULT, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT,
                                                ISAL_DEF_LVL3_DEFAULT };
@@ -331,8 +333,8 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < n_events; i++)
                 mean += (double) events[i].size;
         mean /= (double) n_events;
-        printf("%zu events (mean %.0f B), batches of %zu, level %d (ns of thread CPU per event)\n", n_events, mean,
-               batch, level);
+        printf("%zu events (mean %.0f B), batches of %zu, level %d; envelope: %s at its level %d (ns of thread CPU "
+               "per event)\n", n_events, mean, batch, level, envelope_engine(), envelope_engine_level(level));
         for (size_t i = 0; i < n_results; i++) {
                 if (results[i].ratio > 0)
                         printf("  %-14s %9.0f ns/event   ratio %.2f\n", results[i].name, results[i].ns_per_event,

@@ -84,10 +84,12 @@ rmq_flags=$(pkg-config --cflags --libs librabbitmq)
 # shellcheck disable=SC2086
 gcc -std=c11 -O2 -Wall -Wextra -Werror -I"$root/tests/env" -o "$dir/bin/ceiling" "$here/ceiling.c" $rmq_flags
 
-# The per-stage CPU budget (cpubench.c), with the daemon's own sources; libdeflate/ISA-L if installed.
+# The per-stage CPU budget (cpubench.c), with the daemon's own sources and gzip engine (libdeflate when
+# the daemon links it); libdeflate and ISA-L as reference stages if installed.
 cpu_flags=()
-[[ -f /usr/include/libdeflate.h ]] && cpu_flags+=(-DHAVE_LIBDEFLATE -ldeflate)
-[[ -f /usr/include/isa-l/igzip_lib.h ]] && cpu_flags+=(-DHAVE_ISAL -lisal)
+ldd "$bin" 2>/dev/null | grep -q 'libdeflate\.so' && cpu_flags+=(-DHAVE_LIBDEFLATE -ldeflate)
+[[ -f /usr/include/libdeflate.h ]] && cpu_flags+=(-DBENCH_LIBDEFLATE -ldeflate)
+[[ -f /usr/include/isa-l/igzip_lib.h ]] && cpu_flags+=(-DBENCH_ISAL -lisal)
 gcc -std=c11 -O2 -Wall -Wextra -D_GNU_SOURCE -I"$root/src" -o "$dir/bin/cpubench" "$here/cpubench.c" \
         "$root/src/core/json-check.c" "$root/src/core/uuid.c" "$root/src/core/envelope.c" "$root/src/util/buffer.c" "$root/src/util/util.c" \
         -lz -lcrypto ${cpu_flags[@]+"${cpu_flags[@]}"} || { log "cpubench did not build (src/ changed?); going on without it"; rm -f "$dir/bin/cpubench"; }
