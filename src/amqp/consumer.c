@@ -105,6 +105,7 @@ int amqp_consumer_settle(AmqpConsumer *c, uint64_t epoch, const AckCommand *comm
         if (!cmd)
                 return -ENOMEM;
         memcpy(cmd->acks, commands, n * sizeof *commands);
+        cmd->queued_at = now(CLOCK_MONOTONIC);
         session_post(c->session, cmd);
         return 0;
 }
@@ -130,4 +131,8 @@ int amqp_consumer_cancel(AmqpConsumer *c) {
         session_set_cancelled(c->session);
         session_post(c->session, cmd);
         return 0;
+}
+
+void amqp_consumer_set_trace(AmqpConsumer *c, bool trace) {
+        session_set_trace(c->session, trace);
 }

@@ -44,8 +44,16 @@ typedef enum AmqpEventType {
         AMQP_EVENT_WARNING,       /* message: something the operator should see, e.g. queue arguments */
         AMQP_EVENT_CANCELLED,     /* epoch, message: the broker cancelled the consumer, and why as far as it
                                    * tells; the thread declares the topology and consumes again */
+        AMQP_EVENT_ACKS_SENT,     /* ack_report: an ack command on the wire (amqp_consumer_set_trace()) */
         _AMQP_EVENT_TYPE_MAX,
 } AmqpEventType;
+
+/* The way of one ack command out (BATCH_TIMELINE), in CLOCK_MONOTONIC. */
+typedef struct AmqpAckReport {
+        usec_t queued_at;   /* amqp_consumer_settle() */
+        usec_t sent_at;     /* the thread wrote its last frame */
+        usec_t refilled_at; /* the thread read the next delivery; 0: none came within its idle wait */
+} AmqpAckReport;
 
 typedef struct AmqpEvent {
         AmqpEventType type;
@@ -55,6 +63,7 @@ typedef struct AmqpEvent {
         const char *message; /* NULL for deliveries; valid until the handler returns */
         size_t url_index;    /* CONNECTED, DISCONNECTED: the URL of RABBITMQ_URL's list (0-based) the
                               * connection or the connect attempt was to */
+        AmqpAckReport ack_report;
 } AmqpEvent;
 
 AmqpDelivery *amqp_delivery_free(AmqpDelivery *d);
@@ -105,3 +114,6 @@ int amqp_consumer_dead_letter(AmqpConsumer *c, AmqpDelivery *d, const DeadLetter
 
 /* Stops consuming (basic.cancel); deliveries already on the way may still arrive. */
 int amqp_consumer_cancel(AmqpConsumer *c);
+
+/* Report each ack command's way out in an AMQP_EVENT_ACKS_SENT event, or stop doing so. */
+void amqp_consumer_set_trace(AmqpConsumer *c, bool trace);

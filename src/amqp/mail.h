@@ -62,6 +62,7 @@ struct Command {
         char error[256];
 
         /* COMMAND_SETTLE */
+        usec_t queued_at; /* for the ack report (session_set_trace()) */
         size_t n_acks;
         AckCommand acks[];
 };

@@ -62,6 +62,7 @@ struct Session {
         bool thread_started;
         atomic_bool stop_requested;
         atomic_bool cancel_requested; /* sticks across reconnects: a stopping service consumes no more */
+        atomic_bool trace;            /* post an ack report for every ack command */
         pthread_mutex_t lock;
         /* The connection's socket, for stop_thread() to shutdown() when the thread is stuck in a
          * send or an RPC towards a frozen broker. Under lock, so that it never names a descriptor
@@ -80,6 +81,7 @@ struct Session {
         bool confirm_returned;
         bool returned_expect_header;
         uint64_t returned_remaining;
+        Event *ack_report; /* trace: of the last ack command, waiting for the next delivery */
 
         /* The message being read: basic.deliver seen, its content frames arriving. */
         bool reading_method;
@@ -272,7 +274,10 @@ static int declare_topology(Session *s, char *error, size_t size) {
 
 static void reading_reset(Session *s);
 
+static void ack_report_flush(Session *s);
+
 static void session_close(Session *s) {
+        ack_report_flush(s);
         if (!s->conn)
                 return;
         /* A clean close where the broker still answers; a dead socket fails fast, and so does one
@@ -455,11 +460,33 @@ static int delivery_begin(Session *s, const amqp_frame_t *frame, char *error, si
         return 0;
 }
 
+/* trace: the report of an ack command that went out; it waits for the next delivery (the broker
+ * refilling the window the ack freed) and travels with it. */
+static void ack_report_begin(Session *s, const Command *cmd) {
+        ack_report_flush(s);
+        s->ack_report = event_new(AMQP_EVENT_ACKS_SENT, cmd->epoch, true, NULL);
+        if (s->ack_report) /* without memory this ack goes untold: a debugging aid */
+                s->ack_report->public.ack_report = (AmqpAckReport) {
+                        .queued_at = cmd->queued_at,
+                        .sent_at = now(CLOCK_MONOTONIC),
+                };
+}
+
+/* No delivery came within the idle wait, another ack went out first, or the connection ends. */
+static void ack_report_flush(Session *s) {
+        if (s->ack_report)
+                mailbox_post(s->events, &TAKE_PTR(s->ack_report)->item);
+}
+
 static void delivery_complete(Session *s, MailboxList *inbox) {
         Delivery *d = TAKE_PTR(s->reading);
 
         d->public.received_at = now(CLOCK_MONOTONIC);
         s->reading_method = false;
+        if (s->ack_report) {
+                s->ack_report->public.ack_report.refilled_at = d->public.received_at;
+                mailbox_list_append(inbox, &TAKE_PTR(s->ack_report)->item);
+        }
         mailbox_list_append(inbox, &d->event.item);
 }
 
@@ -740,6 +767,8 @@ static int run_commands(Session *s, bool live, char *error, size_t size) {
                 case COMMAND_SETTLE:
                         if (current)
                                 r = settle(s, cmd, error, size);
+                        if (current && r >= 0 && atomic_load(&s->trace))
+                                ack_report_begin(s, cmd);
                         break;
                 case COMMAND_DEAD_LETTER: {
                         bool ok = false;
@@ -873,11 +902,14 @@ static int session_run(Session *s, char *error, size_t size) {
 
                 buffered = amqp_frames_enqueued(s->conn) || amqp_data_in_buffer(s->conn);
                 /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
-                if (poll(p, 2, buffered ? 0 : wait_ms) < 0 && errno != EINTR) {
+                r = poll(p, 2, buffered ? 0 : wait_ms);
+                if (r < 0 && errno != EINTR) {
                         r = -errno;
                         snprintf(error, size, "poll: %s", STRERROR(r));
                         return r;
                 }
+                if (r == 0 && !buffered)
+                        ack_report_flush(s);
 
                 r = read_frames(s, false, error, size);
                 if (r < 0)
@@ -1041,6 +1073,7 @@ Session *session_free(Session *s) {
         stop_thread(s);
 
         reading_reset(s);
+        event_free(TAKE_PTR(s->ack_report)); /* posted at the thread's last close; this is for safety */
         /* Commands that came after the thread's last look: their deliveries go back to the
          * broker with the connection. */
         if (s->commands)
@@ -1063,6 +1096,10 @@ Session *session_free(Session *s) {
 
 void session_post(Session *s, Command *cmd) {
         mailbox_post(s->commands, &cmd->item);
+}
+
+void session_set_trace(Session *s, bool trace) {
+        atomic_store(&s->trace, trace);
 }
 
 void session_set_cancelled(Session *s) {

@@ -28,3 +28,5 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Session *, session_free);
 void session_post(Session *s, Command *cmd);
 /* Consume no more, on this connection (a COMMAND_CANCEL does that) and on every later one. */
 void session_set_cancelled(Session *s);
+/* Post an AMQP_EVENT_ACKS_SENT for every ack command, with the next delivery read after it. */
+void session_set_trace(Session *s, bool trace);

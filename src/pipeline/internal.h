@@ -177,5 +177,7 @@ void batch_destroy(Pipeline *p, Batch *b);
 void timeline_batch_settled(Pipeline *p, const Batch *b);
 /* These acks were handed to the AMQP thread at t. */
 void timeline_acks_queued(Pipeline *p, const AckCommand *commands, size_t n, usec_t t);
+/* The thread wrote an ack command to the socket: the timelines it completes are logged. */
+void timeline_acks_sent(Pipeline *p, uint64_t epoch, const AmqpAckReport *report);
 /* The broker connection is gone, or the pipeline: what waits is logged as far as it got. */
 void timeline_flush(Pipeline *p);

@@ -146,6 +146,10 @@ static void on_amqp_event(AmqpConsumer *c, AmqpEvent *ev, void *userdata) {
                 on_broker_cancelled(p, ev);
                 break;
 
+        case AMQP_EVENT_ACKS_SENT:
+                timeline_acks_sent(p, ev->epoch, &ev->ack_report);
+                break;
+
         default:
                 break;
         }
@@ -251,6 +255,9 @@ int pipeline_reconfigure(Pipeline *p, const Config *c) {
         int r;
 
         apply_config(p, c);
+        amqp_consumer_set_trace(p->amqp, c->batch_timeline);
+        if (!c->batch_timeline)
+                timeline_flush(p);
         pipeline_arm_batch_timer(p);
         if (batcher_full(&p->batcher))
                 pipeline_flush_open_batch(p);
@@ -351,6 +358,7 @@ int pipeline_new(sd_event *e, const Config *c, Telemetry *telemetry, Pipeline **
                               on_amqp_event, p, &p->amqp);
         if (r < 0)
                 return r;
+        amqp_consumer_set_trace(p->amqp, c->batch_timeline);
 
         r = sd_event_add_time(e, &p->batch_timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_batch_timer, p);
         if (r < 0)

@@ -92,6 +92,9 @@ void pipeline_dead_lettered(Pipeline *p, AmqpDelivery *d, bool ok, const char *n
 
 void pipeline_flush_acks(Pipeline *p) {
         AckCommand commands[64];
+        /* Read before the commands are queued, which reads the time again: the timelines and the
+         * thread's reports then agree on which command took which ack. */
+        usec_t t = now(CLOCK_MONOTONIC);
         size_t n;
 
         do {
@@ -100,7 +103,7 @@ void pipeline_flush_acks(Pipeline *p) {
                         /* Unsent acks leave the messages unacked: the broker redelivers them. */
                         log_error("Out of memory queueing %zu ack(s)", n);
                 else if (n > 0 && p->timelines)
-                        timeline_acks_queued(p, commands, n, now(CLOCK_MONOTONIC));
+                        timeline_acks_queued(p, commands, n, t);
         } while (n == ELEMENTSOF(commands));
 }
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* BATCH_TIMELINE: one log line per batch saying where its time in the prefetch window went
  * (core/timeline.h). The other files mark the moments on the Batch; this file keeps a settled
- * batch's marks until the ack of its last event goes out, and logs them. Off, it keeps nothing. */
+ * batch's marks until the AMQP thread reports the ack of its last event on the wire (and the
+ * next delivery after it), and logs them. Off, it keeps nothing. */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -64,17 +65,32 @@ static bool covers(const AckCommand *c, uint64_t tag) {
 }
 
 void timeline_acks_queued(Pipeline *p, const AckCommand *commands, size_t n, usec_t t) {
+        for (TimelineRecord *r = p->timelines; r; r = r->next) {
+                if (r->timeline.at[TIMELINE_ACK_QUEUED] != 0)
+                        continue;
+                for (size_t k = 0; k < n; k++)
+                        if (covers(&commands[k], r->last_tag)) {
+                                timeline_mark(&r->timeline, TIMELINE_ACK_QUEUED, t);
+                                break;
+                        }
+        }
+}
+
+void timeline_acks_sent(Pipeline *p, uint64_t epoch, const AmqpAckReport *report) {
+        if (epoch != p->epoch)
+                return;
         for (TimelineRecord **i = &p->timelines; *i;) {
                 TimelineRecord *r = *i;
-                bool done = false;
+                usec_t queued = r->timeline.at[TIMELINE_ACK_QUEUED];
 
-                for (size_t k = 0; k < n && !done; k++)
-                        done = covers(&commands[k], r->last_tag);
-                if (!done) {
+                /* Its ack went in this command or in an earlier one, whose report came before. */
+                if (queued == 0 || queued > report->queued_at) {
                         i = &r->next;
                         continue;
                 }
-                timeline_mark(&r->timeline, TIMELINE_ACK_QUEUED, t);
+                timeline_mark(&r->timeline, TIMELINE_ACK_SENT, report->sent_at);
+                if (report->refilled_at != 0)
+                        timeline_mark(&r->timeline, TIMELINE_REFILLED, report->refilled_at);
                 timeline_log(r);
                 *i = r->next;
                 free(r);

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """10,000 events from RabbitMQ to the HTTPS receiver: each exactly once, in batches of at most
 BATCH_SIZE, each a valid gzip + JSON envelope with the right headers and token (the receiver
-refuses anything else); the queue ends empty and fully acked; one 'sent' row per batch."""
+refuses anything else); the queue ends empty and fully acked; one 'sent' row per batch. With
+BATCH_TIMELINE on, each batch's timeline is logged once, every span up to its ack on the wire
+measured."""
 
+import re
 import time
 
-from harness import check, log, main
+from harness import check, log, main, wait_for
 
 N = 10_000
 BATCH_SIZE = 100
@@ -14,7 +17,7 @@ BATCH_SIZE = 100
 def body(case):
     case.declare()
     ids = case.publish(N, prefix="flow")
-    t = case.transmitter(BATCH_SIZE=BATCH_SIZE, BATCH_INTERVAL_S=2)
+    t = case.transmitter(BATCH_SIZE=BATCH_SIZE, BATCH_INTERVAL_S=2, BATCH_TIMELINE="true")
     t0 = time.monotonic()
     t.start()
     events = case.wait_delivered(ids, timeout=120)
@@ -40,6 +43,15 @@ def body(case):
     check(sum(int(r[2]) for r in rows) == N, f"item_count sums to {N}")
     check(all(b["batch_id"] in by_id and int(by_id[b["batch_id"]][3]) == b["compressed_bytes"] for b in batches),
           "payload_size equals the compressed bytes the receiver got")
+
+    # The last batches' lines wait for the AMQP thread's ack report, sent within its idle wait (1 s).
+    timeline = re.compile(r"Batch (\S+) timeline \(ms\): fill [0-9.]+ flush [0-9.]+ encode [0-9.]+ slot [0-9.]+ "
+                          r"http [0-9.]+ commit [0-9.]+ ack [0-9.]+ wire [0-9.]+ refill (?:[0-9.]+|-) window [0-9.]+$",
+                          re.M)
+    wait_for(lambda: len(timeline.findall(t.log_text())) >= len(batches), 10, "a timeline line for every batch")
+    lines = timeline.findall(t.log_text())
+    check(sorted(lines) == sorted(b["batch_id"] for b in batches),
+          f"one complete timeline line per batch ({len(lines)} lines, {len(batches)} batches)")
 
     stats = t.stats()
     check(stats["events"]["received"] == N and stats["events"]["sent"] == N, "stats count every event")
