@@ -97,16 +97,16 @@ def run_profiled(env, args, tool, outdir):
 # Frames that were on the stack when the counters were zeroed: callgrind books what ran under them after the
 # zero as their own cost, so they head the self list with ~100 % and are left out of it.
 STACK_BOTTOM = ("daemon_run", ":main ", "__libc_start", "(below main)", "ld-linux", "clone.S", "start_thread",
-                "consumer_thread", "session_run", "sd_event_loop", "sd_event_run")
+                "consumer_thread", "session_thread", "session_run", "sd_event_loop", "sd_event_run")
 
 # Where an event's instructions go, by the inclusive cost of one function each (they do not overlap, except
-# that the AMQP thread's total contains amqp_read_message).
+# that the AMQP thread's total contains read_frames).
 COMPONENTS = (
-    ("gzip: deflate() (zlib, incl. crc32)", "???:deflate "),
+    ("gzip: zlib deflate() (incl. crc32) or libdeflate", "???:deflate ", "???:libdeflate_gzip_compress "),
     ("JSON check: json_check_event", ":json_check_event "),
     ("batch id: batch_id_add/end (SHA-1)", ":batch_id_add ", ":batch_id_end "),
-    ("AMQP thread, total (consumer_thread)", ":consumer_thread "),
-    ("  of which amqp_read_message (pool+body)", "???:amqp_read_message "),
+    ("AMQP thread, total (session_thread)", ":consumer_thread ", ":session_thread "),
+    ("  of which read_frames (frames into deliveries)", ":read_frames "),
     ("HTTPS: curl_multi_socket_action (sender)", "???:curl_multi_socket_action "),
     ("PostgreSQL: ledger on_io + on_flush", "ledger.c:on_io ", "ledger.c:on_flush "),
     ("settling: on_final_committed (acks, frees)", ":on_final_committed "),
