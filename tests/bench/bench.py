@@ -858,6 +858,7 @@ def rss_run(env, args, results):
         cpu = with_publisher(meter.stop(), ru.ru_utime + ru.ru_stime)
         sampler.stop()
         st = tx.status()
+        pss = proc_pss(tx.proc.pid)
         tx_cpu = tx.cpu_s()
     finally:
         if pub and pub.poll() is None:
@@ -871,6 +872,7 @@ def rss_run(env, args, results):
         "run": "rss", "kind": "rss", "events": count + backlog, "backlog": backlog, "rate": args.rss_rate,
         "prefetch": 1000, "batch_size": 100, "seconds": round(span, 1), "window_s": round(minute, 1),
         "vm_hwm_kib": st.get("VmHWM"), "rss_anon_max_kib": sampler.max_anon, "rss_file_max_kib": sampler.max_file,
+        "pss_end_kib": pss,
         "rss_first_window_mean_kib": first[0], "rss_first_window_max_kib": first[1],
         "rss_last_window_mean_kib": last[0], "rss_last_window_max_kib": last[1],
         "rss_growth_kib": (last[0] - first[0]) if first[0] is not None and last[0] is not None else None,
@@ -952,7 +954,9 @@ def table(results):
         elif r["kind"] == "rss":
             out.append(f"rss (prefetch 1000, {r['events']} events over {r['seconds']:g} s): VmHWM "
                        f"{r['vm_hwm_kib'] / 1024:.2f} MiB (RssAnon max {r['rss_anon_max_kib'] / 1024:.2f} MiB, RssFile "
-                       f"max {r['rss_file_max_kib'] / 1024:.2f} MiB: shared libraries); VmRSS mean {fmt(r['rss_first_window_mean_kib'])} KiB in "
+                       f"max {r['rss_file_max_kib'] / 1024:.2f} MiB: shared libraries; PSS at the end "
+                       f"{fmt((r.get('pss_end_kib') or {}).get('Pss', 0) / 1024, '.2f')} MiB, of which anonymous "
+                       f"{fmt((r.get('pss_end_kib') or {}).get('Pss_Anon', 0) / 1024, '.2f')} MiB); VmRSS mean {fmt(r['rss_first_window_mean_kib'])} KiB in "
                        f"[{r['window_s']:g}, {2 * r['window_s']:g}) s vs {fmt(r['rss_last_window_mean_kib'])} KiB in the "
                        f"last {r['window_s']:g} s: growth {fmt(r['rss_growth_kib'])} KiB; {r['cpu_us_per_event']:.2f} "
                        f"µs/event")
