@@ -79,7 +79,7 @@ int envelope_engine_level(int level) {
 }
 
 const char *envelope_engine(void) {
-        return "libdeflate " LIBDEFLATE_VERSION_STRING;
+        return "libdeflate/" LIBDEFLATE_VERSION_STRING;
 }
 
 int envelope_new(int level, Envelope **ret) {
@@ -316,7 +316,7 @@ int envelope_engine_level(int level) {
 }
 
 const char *envelope_engine(void) {
-        return "zlib " ZLIB_VERSION;
+        return "zlib/" ZLIB_VERSION;
 }
 
 size_t envelope_compress_bound(Envelope *e, size_t raw_size) {

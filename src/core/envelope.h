@@ -28,7 +28,8 @@ int envelope_encode(Envelope *e, const char *batch_id, const struct iovec *bodie
 /* Bytes the envelope adds around n bodies: the prefix with the id, the commas and the closing "]}". */
 size_t envelope_overhead(size_t n_bodies);
 
-/* The engine and its version, e.g. "libdeflate 1.14" or "zlib 1.2.13". */
+/* The engine and its version, e.g. "libdeflate/1.14" or "zlib/1.2.13". The slash keeps lintian from
+ * taking "deflate 1.14" in the binary for an embedded zlib. */
 const char *envelope_engine(void);
 /* The engine's own level for a COMPRESSION_LEVEL: libdeflate's level one below (1 for 1), which
  * compresses about as small as zlib's at COMPRESSION_LEVEL; zlib's is the same. -EINVAL if out of
