@@ -183,7 +183,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
         return respond_error(connection, MHD_HTTP_NOT_FOUND, "not_found", NULL);
 }
 
-static void on_mhd_log(void *cls, const char *format, va_list ap) {
+static _printf_(2, 0) void on_mhd_log(void *cls, const char *format, va_list ap) {
         char message[LOG_MESSAGE_MAX];
 
         /* Everything MHD reports is about one client (a malformed request, a timeout, a limit):
