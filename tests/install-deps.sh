@@ -16,6 +16,10 @@ packages=(
         libisal-dev
         # checks: promtool, valgrind, a systemd user manager and journald, YAML for the rules' test
         prometheus valgrind systemd dbus python3-yaml
+        # the fuzz targets (tests/fuzz): clang and libFuzzer
+        clang libfuzzer-14-dev
+        # the chaos soak's network latency (tests/soak): tc
+        iproute2
         # packages: the .deb, the .rpm, the man pages
         build-essential debhelper dpkg-dev fakeroot lintian rpm scdoc man-db
 )
