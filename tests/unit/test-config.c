@@ -1149,6 +1149,9 @@ Test(config, url_redact) {
                 { "amqp://u:secret/v", "amqp://u:***/v" },
                 { "amqp://h:5672,h2:x", "amqp://h:5672,h2:***" },
                 { "postgresql://h1:5432,[::1]:5433/db", "postgresql://h1:5432,[::1]:5433/db" },
+                /* No blank after a quoted value: the next keyword stays one (found by fuzz-config). */
+                { "host=h password='p w'dbname=d", "host=h password=*** dbname=d" },
+                { "password=''port=1", "password=*** port=1" },
                 /* No URL at all, but maybe a password before the '@'. */
                 { "amqp//u:pw@h/", "***@h/" },
                 { "plain", "plain" },
