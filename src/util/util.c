@@ -308,7 +308,8 @@ static char *userinfo_redact(const char *url, const char *authority) {
 }
 
 /* Replaces the values of password parameters in the query (libpq reads
- * "?password=..."). Takes ownership of url. */
+ * "?password=..."). libpq knows no fragment: a '#' is part of a value, which runs to the
+ * next '&', so the walk does not stop at one. Takes ownership of url. */
 static char *query_redact(char *url) {
         _cleanup_free_ char *in = url;
         const char *q, *p;
@@ -328,7 +329,7 @@ static char *query_redact(char *url) {
         o = mempcpy(out, in, (size_t) (q + 1 - in));
         p = q + 1;
         for (;;) {
-                size_t n = strcspn(p, "&#"), key_len = strcspn(p, "=&#");
+                size_t n = strcspn(p, "&"), key_len = strcspn(p, "=&");
 
                 if (key_len < n && key_is_password(p, key_len)) {
                         o = mempcpy(o, p, key_len + 1);
@@ -340,7 +341,7 @@ static char *query_redact(char *url) {
                         break;
                 *o++ = *p++;
         }
-        strcpy(o, p); /* the fragment, if any */
+        *o = '\0';
         return out;
 }
 
