@@ -275,15 +275,28 @@ static const char *bad_port(const char *a, size_t n) {
         return NULL;
 }
 
+/* What url_redact_one() hides of a URL, byte by byte: hide[i] for each byte replaced by "***"
+ * (a run of them by one "***"), stars[i] for "***" standing before byte i where an empty
+ * password is hidden. Each rule marks what it takes for a password on the original URL, and
+ * the union is hidden: one rule's guess never uncovers what another's hides (a query password
+ * starting with '@' once showed, taken for the end of a userinfo; found by fuzz-url). */
+typedef struct RedactMask {
+        bool *hide, *stars;
+} RedactMask;
+
+static void mark_range(RedactMask *m, const char *url, const char *from, const char *to) {
+        for (const char *p = from; p < to; p++)
+                m->hide[p - url] = true;
+}
+
 /* amqp:// and postgresql:// URLs never hold an '@' but in the userinfo, so the userinfo
  * ends at the last '@' before the query, even when a password holds an unescaped '/'
- * (which url_redact() would take for the start of the path). A password may also hold an
- * unescaped '?' or '#': with no '@' before the first of those, the last '@' anywhere ends
- * it. That may hide more than the password of a URL with an '@' in its query, never less. */
-static char *userinfo_redact(const char *url, const char *authority) {
+ * (which would pass for the start of the path). A password may also hold an unescaped '?'
+ * or '#': with no '@' before the first of those, the last '@' anywhere ends it. That may
+ * hide more than the password of a URL with an '@' in its path or query, never less. */
+static void userinfo_mark(const char *url, const char *authority, RedactMask *m) {
         size_t n = strcspn(authority, "?#");
         const char *at = NULL, *colon;
-        char *out;
 
         for (const char *p = authority; p < authority + n; p++)
                 if (*p == '@')
@@ -291,55 +304,72 @@ static char *userinfo_redact(const char *url, const char *authority) {
         if (!at)
                 at = strrchr(authority, '@');
         if (!at) {
-                const char *bad = bad_port(authority, strcspn(authority, "/?#"));
+                const char *end = authority + strcspn(authority, "/?#");
+                const char *bad = bad_port(authority, (size_t) (end - authority));
 
                 /* No '@', but "amqp://user:secret" (a list item cut at a ',' in the password, say):
                  * what follows the ':' is no port, so it may be a password. */
-                if (bad && asprintf(&out, "%.*s***%s", (int) (bad - url), url, authority + strcspn(authority, "/?#")) < 0)
-                        return NULL;
-                return bad ? out : strdup(url);
+                if (bad)
+                        mark_range(m, url, bad, end);
+                return;
         }
         colon = memchr(authority, ':', (size_t) (at - authority));
         if (!colon)
-                return strdup(url);
-        if (asprintf(&out, "%.*s:***%s", (int) (colon - url), url, at) < 0)
-                return NULL;
-        return out;
+                return;
+        mark_range(m, url, colon + 1, at);
+        m->stars[at - url] = true;
 }
 
-/* Replaces the values of password parameters in the query (libpq reads
- * "?password=..."). libpq knows no fragment: a '#' is part of a value, which runs to the
- * next '&', so the walk does not stop at one. Takes ownership of url. */
-static char *query_redact(char *url) {
-        _cleanup_free_ char *in = url;
-        const char *q, *p;
-        size_t n_amp = 0;
-        char *out, *o;
+/* The values of password parameters in the query (libpq reads "?password=..."). libpq knows
+ * no fragment: a '#' is part of a value, which runs to the next '&'. */
+static void query_mark(const char *url, RedactMask *m) {
+        const char *q = strchr(url, '?');
 
-        q = strchr(in, '?');
         if (!q)
-                return TAKE_PTR(in);
-        for (p = q; *p; p++)
-                if (*p == '&')
-                        n_amp++;
-        out = malloc(strlen(in) + 3 * (n_amp + 1) + 1);
-        if (!out)
-                return NULL;
-
-        o = mempcpy(out, in, (size_t) (q + 1 - in));
-        p = q + 1;
-        for (;;) {
+                return;
+        for (const char *p = q + 1;;) {
                 size_t n = strcspn(p, "&"), key_len = strcspn(p, "=&");
 
                 if (key_len < n && key_is_password(p, key_len)) {
-                        o = mempcpy(o, p, key_len + 1);
-                        o = mempcpy(o, "***", 3);
-                } else
-                        o = mempcpy(o, p, n);
+                        mark_range(m, url, p + key_len + 1, p + n);
+                        m->stars[p + key_len + 1 - url] = true;
+                }
                 p += n;
                 if (*p != '&')
-                        break;
-                *o++ = *p++;
+                        return;
+                p++;
+        }
+}
+
+static char *url_redact_marked(const char *url, size_t scheme_len) {
+        size_t len = strlen(url), n_stars = 0;
+        _cleanup_free_ bool *hide = NULL, *stars = NULL;
+        RedactMask m;
+        char *out, *o;
+
+        hide = calloc(len + 1, sizeof(bool));
+        stars = calloc(len + 1, sizeof(bool));
+        if (!hide || !stars)
+                return NULL;
+        m = (RedactMask) { .hide = hide, .stars = stars };
+        userinfo_mark(url, url + scheme_len, &m);
+        query_mark(url, &m);
+
+        for (size_t i = 0; i <= len; i++)
+                if (stars[i] || (hide[i] && (i == 0 || !hide[i - 1])))
+                        n_stars++;
+        out = malloc(len + 3 * n_stars + 1);
+        if (!out)
+                return NULL;
+        o = out;
+        for (size_t i = 0; i <= len; i++) {
+                bool run_start = hide[i] && (i == 0 || !hide[i - 1]);
+
+                /* One "***" for a run of hidden bytes and the marks inside or right after it. */
+                if (run_start || (stars[i] && !hide[i] && (i == 0 || !hide[i - 1])))
+                        o = mempcpy(o, "***", 3);
+                if (i < len && !hide[i])
+                        *o++ = url[i];
         }
         *o = '\0';
         return out;
@@ -430,10 +460,7 @@ static char *url_redact_one(const char *url) {
                 return strdup(url);
         }
 
-        r = userinfo_redact(url, url + l);
-        if (!r)
-                return NULL;
-        return query_redact(r);
+        return url_redact_marked(url, l);
 }
 
 bool conninfo_is_valid(const char *s) {
