@@ -290,6 +290,13 @@ Api *api_free(Api *a) {
         return mfree(a);
 }
 
+int api_add_connection(Api *a, int fd, const struct sockaddr *addr, socklen_t addrlen) {
+        if (MHD_add_connection(a->daemon, fd, addr, addrlen) != MHD_YES)
+                return negative_errno();
+        run(a);
+        return 0;
+}
+
 int api_listen(const char *host, uint16_t port, int *ret_fd) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_ADDRCONFIG };
         struct addrinfo *res = NULL;

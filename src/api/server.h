@@ -8,6 +8,7 @@
  * from their handlers. Bounded: 128 connections (fewer under a small RLIMIT_NOFILE), 32 per
  * client address, 10 s of inactivity, 32 KiB of request per connection. */
 
+#include <sys/socket.h>
 #include <systemd/sd-event.h>
 
 #include "util/buffer.h"
@@ -32,6 +33,11 @@ typedef struct ApiRoute {
 int api_new(sd_event *e, int listen_fd, const ApiRoute *routes, void *userdata, Api **ret);
 Api *api_free(Api *a);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Api *, api_free);
+
+/* Hands the server a connected stream socket as if it had accepted it from addr: how the fuzz
+ * target (tests/fuzz/fuzz-api.c) feeds it requests over a socketpair. fd is taken over (closed
+ * by MHD, also on failure). */
+int api_add_connection(Api *a, int fd, const struct sockaddr *addr, socklen_t addrlen);
 
 /* A listening TCP socket on host:port (numeric address or name), for when systemd passed none. */
 int api_listen(const char *host, uint16_t port, int *ret_fd);
