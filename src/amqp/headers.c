@@ -81,3 +81,27 @@ bool amqp_properties_capability(const amqp_table_t *properties, const char *name
         v = table_get(&caps->value.table, name);
         return v && v->kind == AMQP_FIELD_KIND_BOOLEAN && v->value.boolean;
 }
+
+int amqp_headers_copy(const amqp_table_t *from, amqp_table_t *to, amqp_pool_t *pool, uint8_t *scratch) {
+        size_t encoded_size = 0, offset = 0;
+        void *copy;
+
+        /* rabbitmq-c's encoder takes a non-const table; it does not write to it. */
+        if (amqp_encode_table((amqp_bytes_t) { .len = AMQP_HEADERS_ENCODED_MAX, .bytes = scratch },
+                              (amqp_table_t *) from, &encoded_size) != AMQP_STATUS_OK)
+                return -EINVAL;
+
+        /* The decoded strings point into the encoded bytes: those live in the pool too. */
+        copy = amqp_pool_alloc(pool, MAX(encoded_size, (size_t) 1));
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, scratch, encoded_size);
+        switch (amqp_decode_table((amqp_bytes_t) { .len = encoded_size, .bytes = copy }, pool, to, &offset)) {
+        case AMQP_STATUS_OK:
+                return 0;
+        case AMQP_STATUS_NO_MEMORY:
+                return -ENOMEM;
+        default:
+                return -EINVAL;
+        }
+}

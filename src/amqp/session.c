@@ -37,6 +37,7 @@
  * touches no queue) and gives the node up when no frame at all came for PROBE_TIMEOUT after. */
 #define PROBE_AFTER (1 * USEC_PER_SEC)
 #define PROBE_TIMEOUT (5 * USEC_PER_SEC)
+_Static_assert(BROKER_FRAME_MAX <= AMQP_HEADERS_ENCODED_MAX, "a frame's header table may not fit the copy's scratch");
 /* Deliveries read in one go before they are handed to the loop. */
 #define READ_BURST 256
 #define STOP_GRACE_USEC (2 * USEC_PER_SEC)
@@ -98,6 +99,7 @@ struct Session {
         usec_t last_frame_at;
         usec_t probe_sent_at;
         bool blocked;
+        uint8_t *headers_scratch; /* AMQP_HEADERS_ENCODED_MAX bytes for amqp_headers_copy() */
 };
 
 /* Connection changes and warnings; lost when there is no memory for them. */
@@ -444,13 +446,25 @@ static int delivery_begin(Session *s, const amqp_frame_t *frame, char *error, si
 #undef COPY_PROPERTY
 
         if ((p->_flags & AMQP_BASIC_HEADERS_FLAG) && p->headers.num_entries > 0) {
+                int r;
+
                 init_amqp_pool(&d->headers_pool, 512);
                 d->has_headers_pool = true;
-                if (amqp_table_clone(&p->headers, &d->properties.headers, &d->headers_pool) != AMQP_STATUS_OK) {
+                if (!s->headers_scratch)
+                        s->headers_scratch = malloc(AMQP_HEADERS_ENCODED_MAX);
+                r = s->headers_scratch ? amqp_headers_copy(&p->headers, &d->properties.headers, &d->headers_pool,
+                                                           s->headers_scratch)
+                                       : -ENOMEM;
+                if (r == -ENOMEM) {
                         delivery_free(d);
                         snprintf(error, size, "out of memory copying message headers");
                         return -ENOMEM;
                 }
+                /* A table that does not encode again could not go to the dead-letter exchange
+                 * either: the message goes on without it, rather than being refused here, which
+                 * ends the connection, and redelivered, forever. */
+                if (r < 0)
+                        d->properties.headers = amqp_empty_table;
                 d->public.delivery_count = amqp_headers_delivery_count(&d->properties.headers);
         } else
                 d->properties.headers = amqp_empty_table;
@@ -1074,6 +1088,7 @@ Session *session_free(Session *s) {
 
         reading_reset(s);
         event_free(TAKE_PTR(s->ack_report)); /* posted at the thread's last close; this is for safety */
+        free(s->headers_scratch);
         /* Commands that came after the thread's last look: their deliveries go back to the
          * broker with the connection. */
         if (s->commands)

@@ -46,6 +46,8 @@ struct options {
         const char *marker;
         const char *content_type;
         const char *cacert;
+        amqp_table_entry_t headers[16]; /* --header K=V, string values */
+        int n_headers;
         uint64_t count;
         uint64_t start;
         double rate;
@@ -361,6 +363,7 @@ static void usage(FILE *f) {
               "  --queue-type T          classic (default) or quorum, with --declare-queue\n"
               "  --raw FILE              publish FILE's bytes as the message body (COUNT times)\n"
               "  --content-type T        content_type property (default application/json)\n"
+              "  --header K=V            add header K (any bytes, empty too) with the string value V (repeatable)\n"
               "  --marker STRING         put STRING into data.note of every Kth event\n"
               "  --marker-every K        (default 1: every event; events K, 2K, ... are marked)\n"
               "  --window N              unconfirmed messages allowed in flight (default 1024)\n"
@@ -422,7 +425,7 @@ int main(int argc, char **argv) {
         };
         enum { O_URL = 256, O_EXCHANGE, O_COUNT, O_RATE, O_PREFIX, O_START, O_SEED, O_RKEY, O_DECLARE, O_DLX,
                O_QTYPE, O_RAW, O_CTYPE, O_MARKER, O_MARKER_EVERY, O_WINDOW, O_NO_MANDATORY, O_CACERT, O_QUIET,
-               O_DRY_RUN, O_HELP };
+               O_DRY_RUN, O_HEADER, O_HELP };
         static const struct option longopts[] = {
                 {"url", required_argument, NULL, O_URL},
                 {"exchange", required_argument, NULL, O_EXCHANGE},
@@ -444,6 +447,7 @@ int main(int argc, char **argv) {
                 {"cacert", required_argument, NULL, O_CACERT},
                 {"quiet", no_argument, NULL, O_QUIET},
                 {"dry-run", no_argument, NULL, O_DRY_RUN},
+                {"header", required_argument, NULL, O_HEADER},
                 {"help", no_argument, NULL, O_HELP},
                 {NULL, 0, NULL, 0},
         };
@@ -490,6 +494,18 @@ int main(int argc, char **argv) {
                 case O_CACERT: o.cacert = optarg; break;
                 case O_QUIET: o.quiet = true; break;
                 case O_DRY_RUN: o.dry_run = true; break;
+                case O_HEADER: {
+                        char *eq = strchr(optarg, '=');
+                        if (!eq)
+                                die("--header: K=V, not %s", optarg);
+                        if (o.n_headers >= 16)
+                                die("--header: at most 16");
+                        o.headers[o.n_headers++] = (amqp_table_entry_t){
+                                .key = {.len = (size_t) (eq - optarg), .bytes = optarg},
+                                .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(eq + 1)},
+                        };
+                        break;
+                }
                 case O_HELP: usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -544,6 +560,10 @@ int main(int argc, char **argv) {
         props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
         props.content_type = amqp_cstring_bytes(o.content_type);
         props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+        if (o.n_headers > 0) {
+                props._flags |= AMQP_BASIC_HEADERS_FLAG;
+                props.headers = (amqp_table_t){.num_entries = o.n_headers, .entries = o.headers};
+        }
 
         uint64_t bytes = 0, marked = 0;
         size_t min_len = SIZE_MAX, max_len = 0;

@@ -618,12 +618,12 @@ class Case:
             raise TestFailure(f"publisher failed: {r.stderr.strip()[-2000:]}")
         return [f"{prefix}-{i:06d}" for i in range(start, start + count)]
 
-    def publish_raw(self, body, routing_key="approved.server", content_type="application/json"):
+    def publish_raw(self, body, routing_key="approved.server", content_type="application/json", extra=()):
         path = os.path.join(self.workdir, f"raw-{uuid.uuid4().hex}")
         with open(path, "wb") as f:
             f.write(body)
         args = [self.devenv["PUBLISH"], "--url", self.broker["RABBITMQ_URL"], "--exchange", self.exchange,
-                "--raw", path, "--routing-key", routing_key, "--content-type", content_type, "--quiet"]
+                "--raw", path, "--routing-key", routing_key, "--content-type", content_type, "--quiet", *extra]
         r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
         os.unlink(path)
         if r.returncode != 0:
