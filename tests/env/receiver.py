@@ -25,7 +25,7 @@ Admin endpoint (plain HTTP, 127.0.0.1:--admin-port), all JSON:
                    last_token, bytes, in-flight (current and max), connections, ...
   GET  /events     {"ids": [...], "duplicates": {id: count>1}}; ?detail=1 for every event's count,
                    received_at, latency_ms, batch_id
-  GET  /batches    every accepted batch; ?since=<epoch s>
+  GET  /batches    every accepted batch; ?since=<epoch s>; with --batch-ids each has its event_ids
   GET  /requests   every request (time, status, batch_id, reason, fault...); ?since=<epoch s>
   GET  /latency    {"count", "p50_ms", "p90_ms", "p99_ms", "max_ms", "min_ms", "mean_ms"}
   GET  /faults     the active fault rules
@@ -146,9 +146,10 @@ class Rule:
 
 
 class State:
-    def __init__(self, keep_bodies):
+    def __init__(self, keep_bodies, batch_ids=False):
         self.lock = threading.Lock()
         self.keep_bodies = keep_bodies
+        self.batch_ids_kept = batch_ids
         self.rules = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -232,8 +233,11 @@ class State:
             first = self.event_batch
             latency = self.event_latency
             lat = self.latencies
+            ids = [] if self.batch_ids_kept else None
             if discoveries and type(discoveries[0]) is tuple:   # --light: (id, published_at_us)
                 for eid, pub in discoveries:
+                    if ids is not None:
+                        ids.append(eid)
                     n = count.get(eid)
                     if n is not None:
                         count[eid] = n + 1
@@ -250,6 +254,8 @@ class State:
                 if type(eid) is not str:
                     eid = ("id:" + json.dumps(eid)) if eid is not None else \
                         "sha256:" + hashlib.sha256(json.dumps(ev, sort_keys=True).encode()).hexdigest()
+                if ids is not None:
+                    ids.append(eid)
                 n = count.get(eid)
                 if n is not None:
                     count[eid] = n + 1
@@ -269,6 +275,8 @@ class State:
             rec = dict(meta)
             rec.update(batch_id=batch_id, events=n_events, compressed_bytes=compressed,
                        uncompressed_bytes=uncompressed, duplicate_batch=seen > 0)
+            if ids is not None:
+                rec["event_ids"] = ids
             self.batches.append(rec)
             if self.keep_bodies:
                 self.bodies[batch_id] = body
@@ -747,6 +755,8 @@ def main():
                    help="limit on the decompressed body (413 beyond)")
     p.add_argument("--idle-timeout-s", type=float, default=300.0)
     p.add_argument("--keep-bodies", action="store_true", help="keep decompressed bodies for GET /body")
+    p.add_argument("--batch-ids", action="store_true",
+                   help="keep each accepted batch's event ids, in /batches as event_ids (the soak's ledger check)")
     p.add_argument("--light", action="store_true",
                    help="benchmarks: find event ids by regex instead of parsing the JSON (publish.c events)")
     p.add_argument("--state-file", help="write {pid, port, admin_port, scheme} as JSON here")
@@ -754,7 +764,7 @@ def main():
     p.add_argument("--quiet", action="store_true", default=True, help="no per-request logs (default)")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     ARGS = p.parse_args()
-    STATE = State(ARGS.keep_bodies)
+    STATE = State(ARGS.keep_bodies, ARGS.batch_ids)
     CLIENT_CERT = bool(ARGS.client_ca)
 
     if ARGS.cert:
