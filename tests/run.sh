@@ -3,9 +3,11 @@
 # AddressSanitizer + UBSan), runs every unit and integration test against the sanitized build
 # and the unit tests and a smoke run against the plain one, the basic flow once more with the
 # daemon under valgrind, then builds, installs and checks the .deb and the .rpm
-# (packaging/tests/test-packages.sh).
+# (packaging/tests/test-packages.sh), and last runs every fuzz target for 30 s beside a 3-minute
+# chaos soak.
 #
-# One throw-away broker and database server serve all of it; they are stopped at the end.
+# One throw-away broker and database server serve all of it but the soak, which starts its own;
+# they are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -40,6 +42,18 @@ TRANSMITTER_TEST_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full
 
 echo "==== packages ===="
 packaging/tests/test-packages.sh || status=1
+
+# The fuzz targets (tests/fuzz, 30 s each on their corpora, clang + ASan + UBSan) on one core
+# while the chaos soak (tests/soak, 3 min of random faults against a broker, database and receiver
+# of its own) uses the other: together about as long as the soak alone.
+echo "==== fuzzing, 30 s a target, beside a 3-minute chaos soak ===="
+fuzz_log=$(mktemp /tmp/transmitter-fuzz-log.XXXXXX)
+tests/fuzz/run.sh 30 >"$fuzz_log" 2>&1 &
+fuzz_pid=$!
+tests/soak/run.sh --minutes 3 --rate 50 || status=1
+wait "$fuzz_pid" || status=1
+cat "$fuzz_log"
+rm -f "$fuzz_log"
 
 [[ $status -eq 0 ]] && echo "==== all tests passed ====" || echo "==== SOME TESTS FAILED ===="
 exit $status
