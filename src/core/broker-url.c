@@ -154,6 +154,11 @@ static int parse_vhost(const char *s, size_t n, BrokerUrl *u, const char **ret_p
                 *ret_problem = "a '/', ':' or '@' in the vhost, write them as %2F, %3A, %40";
                 return -EINVAL;
         }
+        /* rabbitmq-c refuses them anywhere but around an IPv6 host (found by fuzz-broker-url). */
+        if (memchr_any(s, n, "[]")) {
+                *ret_problem = "a '[' or ']' in the vhost, write them as %5B, %5D";
+                return -EINVAL;
+        }
         free(u->vhost);
         u->vhost = NULL;
         if (n == 0) {

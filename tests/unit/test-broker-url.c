@@ -81,6 +81,9 @@ static const struct bad {
         { "amqp://h/a/b", "a '/', ':' or '@' in the vhost, write them as %2F, %3A, %40" },
         { "amqp://h//", "a '/', ':' or '@' in the vhost, write them as %2F, %3A, %40" },
         { "amqp://h/a:b", "a '/', ':' or '@' in the vhost, write them as %2F, %3A, %40" },
+        /* rabbitmq-c refuses a bracket outside an IPv6 host (found by fuzz-broker-url). */
+        { "amqp://h/[v", "a '[' or ']' in the vhost, write them as %5B, %5D" },
+        { "amqp://u:p@[::1]:1/v]", "a '[' or ']' in the vhost, write them as %5B, %5D" },
         { "amqp://u:p%zz@h/", "a '%' not followed by two hex digits, write a '%' itself as %25" },
         { "amqp://u:p%4@h/", "a '%' not followed by two hex digits, write a '%' itself as %25" },
         { "amqp://h/v%", "a '%' not followed by two hex digits, write a '%' itself as %25" },
