@@ -18,14 +18,6 @@
 
 #include "fuzz.h"
 
-static int unhex(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-                return (c | 0x20) - 'a' + 10;
-        return -1;
-}
-
 /* "scheme://" at the start (RFC 3986 §3.1). */
 static bool has_scheme(const char *s) {
         size_t n;
@@ -34,50 +26,6 @@ static bool has_scheme(const char *s) {
                 return false;
         n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
         return startswith(s + n, "://");
-}
-
-/* %XX decoded where XX are hex digits, everything else as it is. */
-static char *percent_decode(const char *s) {
-        char *out = malloc(strlen(s) + 1), *o = out;
-
-        if (!out)
-                abort();
-        for (const char *p = s; *p; p++) {
-                int hi, lo;
-
-                if (p[0] == '%' && (hi = unhex(p[1])) >= 0 && (lo = unhex(p[2])) >= 0) {
-                        *o++ = (char) (hi << 4 | lo);
-                        p += 2;
-                } else
-                        *o++ = *p;
-        }
-        *o = '\0';
-        return out;
-}
-
-/* decoded: whether the judge gives the password percent-decoded (rabbitmq-c, libpq's URLs) or
- * as written (libpq's key=value strings): it is then looked for in the decoded strings only, or
- * in the strings as they are. */
-static void check_hidden(const uint8_t *data, size_t size, const char *judge, const char *password, bool decoded,
-                         const char *input, const char *redacted) {
-        _cleanup_free_ char *di = NULL, *dr = NULL;
-        size_t in, out;
-
-        if (isempty(password) || strchr(password, '*'))
-                return;
-        if (decoded) {
-                di = percent_decode(input);
-                dr = percent_decode(redacted);
-                input = di;
-                redacted = dr;
-        }
-        in = fuzz_count(input, strlen(input), password, strlen(password));
-        out = fuzz_count(redacted, strlen(redacted), password, strlen(password));
-        if (in == 0)
-                return;
-        FUZZ_CHECK(out < in && (in > 1 || out == 0), data, size,
-                   "%s reads the password \"%s\", and the redacted string%s \"%s\" shows it", judge, password,
-                   decoded ? ", decoded," : "", redacted);
 }
 
 static void judge_rabbitmq(const uint8_t *data, size_t size, const char *s, const char *redacted) {
@@ -92,11 +40,9 @@ static void judge_rabbitmq(const uint8_t *data, size_t size, const char *s, cons
         amqp_default_connection_info(&info);
         if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK)
                 return;
-        /* A password from the URL lies in the copy (decoded in place); else it is rabbitmq-c's
-         * default, "guest". */
-        if (!info.password || info.password < copy || info.password >= copy + strlen(s))
-                return;
-        check_hidden(data, size, "rabbitmq-c", info.password, true, s, redacted);
+        if (!fuzz_url_writes_password(s))
+                return; /* rabbitmq-c's default, "guest" */
+        fuzz_check_hidden(data, size, "rabbitmq-c", info.password, true, s, redacted);
 }
 
 static void judge_libpq(const uint8_t *data, size_t size, const char *s, const char *redacted) {
@@ -109,7 +55,7 @@ static void judge_libpq(const uint8_t *data, size_t size, const char *s, const c
                 return;
         for (PQconninfoOption *o = options; o->keyword; o++)
                 if (o->val && (streq(o->keyword, "password") || streq(o->keyword, "sslpassword")))
-                        check_hidden(data, size, "libpq", o->val, has_scheme(s), s, redacted);
+                        fuzz_check_hidden(data, size, "libpq", o->val, has_scheme(s), s, redacted);
         PQconninfoFree(options);
 }
 
@@ -123,11 +69,11 @@ static void judge_curl(const uint8_t *data, size_t size, const char *s, const ch
         if ((startswith(s, "https://") || startswith(s, "http://")) &&
             curl_url_set(u, CURLUPART_URL, s, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
                 if (curl_url_get(u, CURLUPART_PASSWORD, &password, 0) == CURLUE_OK)
-                        check_hidden(data, size, "curl", password, false, s, redacted);
+                        fuzz_check_hidden(data, size, "curl", password, false, s, redacted);
                 curl_free(password);
                 password = NULL;
                 if (curl_url_get(u, CURLUPART_PASSWORD, &password, CURLU_URLDECODE) == CURLUE_OK)
-                        check_hidden(data, size, "curl", password, true, s, redacted);
+                        fuzz_check_hidden(data, size, "curl", password, true, s, redacted);
                 curl_free(password);
         }
         curl_url_cleanup(u);

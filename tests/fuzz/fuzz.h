@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "util/util.h"
 
@@ -74,4 +75,84 @@ static inline size_t fuzz_count(const char *haystack, size_t haystack_len, const
                 if (memcmp(haystack + i, needle, needle_len) == 0)
                         n++;
         return n;
+}
+
+/* %XX decoded where XX are hex digits but 00, everything else as it is; malloc()ed. (A decoded
+ * NUL would end the string, and what follows it would go unsearched.) */
+static inline char *fuzz_percent_decode(const char *s) {
+        char *out = malloc(strlen(s) + 1), *o = out;
+
+        if (!out)
+                abort();
+        for (const char *p = s; *p; p++) {
+                int hi, lo;
+
+                if (p[0] == '%' && (hi = unhexchar(p[1])) >= 0 && (lo = unhexchar(p[2])) >= 0 && (hi | lo) != 0) {
+                        *o++ = (char) (hi << 4 | lo);
+                        p += 2;
+                } else
+                        *o++ = *p;
+        }
+        *o = '\0';
+        return out;
+}
+
+/* s with every "password" (in any case) replaced by a \x01: the keyword, which a redaction
+ * keeps, must not count as an occurrence of a password such as "sword=". malloc()ed. */
+static inline char *fuzz_without_keyword(const char *s) {
+        char *out = strdup(s), *o = out;
+
+        if (!out)
+                abort();
+        for (const char *p = s; *p;) {
+                if (strncasecmp(p, "password", 8) == 0) {
+                        *o++ = '\x01';
+                        p += 8;
+                } else
+                        *o++ = *p++;
+        }
+        *o = '\0';
+        return out;
+}
+
+/* The check of a redaction: the password a judge (a library, a parser) reads from input occurs
+ * fewer times in redacted than in input, and not at all where input holds it once. decoded:
+ * whether the judge gives it percent-decoded; it is then looked for in the decoded strings,
+ * else in the strings as they are; the keyword "password" counts in neither. Passwords that
+ * are empty or hold a '*' prove nothing. */
+static inline void fuzz_check_hidden(const uint8_t *data, size_t size, const char *judge, const char *password,
+                                     bool decoded, const char *input, const char *redacted) {
+        char *di = NULL, *dr = NULL, *ki, *kr;
+        size_t in, out;
+
+        if (isempty(password) || strchr(password, '*'))
+                return;
+        if (decoded) {
+                di = fuzz_percent_decode(input);
+                dr = fuzz_percent_decode(redacted);
+                input = di;
+                redacted = dr;
+        }
+        ki = fuzz_without_keyword(input);
+        kr = fuzz_without_keyword(redacted);
+        free(di);
+        free(dr);
+        input = di = ki;
+        redacted = dr = kr;
+        in = fuzz_count(input, strlen(input), password, strlen(password));
+        out = fuzz_count(redacted, strlen(redacted), password, strlen(password));
+        if (in > 0)
+                FUZZ_CHECK(out < in && (in > 1 || out == 0), data, size,
+                           "%s reads the password \"%s\", and the redacted string%s \"%s\" shows it", judge,
+                           password, decoded ? ", decoded," : "", redacted);
+        free(di);
+        free(dr);
+}
+
+/* Whether a URL writes a password: "scheme://...:...@": rabbitmq-c and the broker URL parser
+ * give the default "guest" where it does not, which proves nothing about a redaction. */
+static inline bool fuzz_url_writes_password(const char *s) {
+        const char *authority = strstr(s, "://"), *at = strrchr(s, '@');
+
+        return authority && at && at > authority + 3 && memchr(authority + 3, ':', (size_t) (at - authority - 3));
 }
