@@ -377,12 +377,19 @@ static char *url_redact_marked(const char *url, size_t scheme_len) {
 
 static char *url_redact_one(const char *url);
 
-/* The ',' that starts the next URL of a list ("amqp://a/,amqp://b/": RABBITMQ_URL), i.e. one
- * followed by blanks and a "scheme://"; NULL when there is none. A ',' in a password or in
- * libpq's host list is followed by no scheme. */
+static bool is_amqp_url(const char *s) {
+        return startswith(s, "amqp://") || startswith(s, "amqps://");
+}
+
+/* The ',' that starts the next URL of a list ("amqp://a/,amqp://b/": RABBITMQ_URL, the one
+ * setting that is a list), i.e. one followed by blanks and "amqp://" or "amqps://"; NULL when
+ * there is none. A ',' in a password or in libpq's host list is followed by no such scheme; nor,
+ * as a rule, is one in a postgresql:// query, whose values libpq reads to the next '&', and
+ * which is therefore never cut here ("?application_name=a,b://c&password=..." showed the
+ * password; found by fuzz-url). */
 static const char *next_list_item(const char *s) {
         for (const char *p = strchr(s, ','); p; p = strchr(p + 1, ','))
-                if (url_scheme_len(p + 1 + strspn(p + 1, " \t")) > 0)
+                if (is_amqp_url(p + 1 + strspn(p + 1, " \t")))
                         return p;
         return NULL;
 }
@@ -428,7 +435,7 @@ char *url_redact(const char *url) {
 
         if (!url)
                 return NULL;
-        if (url_scheme_len(url) == 0 || !next_list_item(url))
+        if (!is_amqp_url(url) || !next_list_item(url))
                 return url_redact_one(url);
 
         r = list_redact(url, &cut);

@@ -1158,6 +1158,12 @@ Test(config, url_redact) {
                 { "amqp://u:secret/v", "amqp://u:***/v" },
                 { "amqp://h:5672,h2:x", "amqp://h:5672,h2:***" },
                 { "postgresql://h1:5432,[::1]:5433/db", "postgresql://h1:5432,[::1]:5433/db" },
+                /* Only RABBITMQ_URL is a list: a ',' and a "scheme://" in a libpq query cut
+                 * nothing, and the password after them stays hidden (found by fuzz-url). */
+                { "postgresql://u@h/db?application_name=a,b://c&password=secret",
+                  "postgresql://u@h/db?application_name=a,b://c&password=***" },
+                { "postgres://u:pw@h1:d?t=r,apostgres://d&password=x",
+                  "postgres://u:***@h1:d?t=r,apostgres://d&password=***" },
                 /* No blank after a quoted value: the next keyword stays one (found by fuzz-config). */
                 { "host=h password='p w'dbname=d", "host=h password=*** dbname=d" },
                 { "password=''port=1", "password=*** port=1" },
