@@ -321,24 +321,24 @@ static void userinfo_mark(const char *url, const char *authority, RedactMask *m)
 }
 
 /* The values of password parameters in the query (libpq reads "?password=..."). libpq knows
- * no fragment: a '#' is part of a value, which runs to the next '&'. */
+ * no fragment: a '#' is part of a value, which runs to the next '&'. Where the query starts is
+ * less certain: libpq takes the first '@' before any '/' for the end of the userinfo, also when
+ * a '?' comes before it, and starts the query at a later '?' (found by fuzz-url). So the
+ * parameters are read from every '?' on; a value still runs to the next '&' only. */
 static void query_mark(const char *url, RedactMask *m) {
-        const char *q = strchr(url, '?');
+        for (const char *q = strchr(url, '?'); q; q = strchr(q + 1, '?'))
+                for (const char *p = q + 1;;) {
+                        size_t n = strcspn(p, "&"), key_len = strcspn(p, "=&");
 
-        if (!q)
-                return;
-        for (const char *p = q + 1;;) {
-                size_t n = strcspn(p, "&"), key_len = strcspn(p, "=&");
-
-                if (key_len < n && key_is_password(p, key_len)) {
-                        mark_range(m, url, p + key_len + 1, p + n);
-                        m->stars[p + key_len + 1 - url] = true;
+                        if (key_len < n && key_is_password(p, key_len)) {
+                                mark_range(m, url, p + key_len + 1, p + n);
+                                m->stars[p + key_len + 1 - url] = true;
+                        }
+                        p += n;
+                        if (*p != '&')
+                                break;
+                        p++;
                 }
-                p += n;
-                if (*p != '&')
-                        return;
-                p++;
-        }
 }
 
 static char *url_redact_marked(const char *url, size_t scheme_len) {

@@ -1164,6 +1164,10 @@ Test(config, url_redact) {
                   "postgresql://u@h/db?application_name=a,b://c&password=***" },
                 { "postgres://u:pw@h1:d?t=r,apostgres://d&password=x",
                   "postgres://u:***@h1:d?t=r,apostgres://d&password=***" },
+                /* libpq ends the userinfo at an '@' after a '?' and starts the query at a later '?';
+                 * a query value still runs to the next '&' (found by fuzz-url). */
+                { "postgres://h?x=1@h2/db?password=s&port=5", "postgres://h?x=1@h2/db?password=***&port=5" },
+                { "postgresql://h/db?password=a?b&c=d", "postgresql://h/db?password=***&c=d" },
                 /* No blank after a quoted value: the next keyword stays one (found by fuzz-config). */
                 { "host=h password='p w'dbname=d", "host=h password=*** dbname=d" },
                 { "password=''port=1", "password=*** port=1" },
