@@ -430,11 +430,22 @@ static char *list_redact(const char *list, bool *ret_cut) {
 }
 
 char *url_redact(const char *url) {
+        size_t blanks;
         char *r;
         bool cut;
 
         if (!url)
                 return NULL;
+        /* Blanks before a URL, which the broker URL list parser takes as it takes blanks around
+         * any item: what follows them is redacted as a URL (found by fuzz-broker-url). */
+        blanks = strspn(url, " \t");
+        if (blanks > 0 && url_scheme_len(url + blanks) > 0) {
+                _cleanup_free_ char *rest = url_redact(url + blanks);
+
+                if (!rest || asprintf(&r, "%.*s%s", (int) blanks, url, rest) < 0)
+                        return NULL;
+                return r;
+        }
         if (!is_amqp_url(url) || !next_list_item(url))
                 return url_redact_one(url);
 

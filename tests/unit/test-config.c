@@ -1168,6 +1168,9 @@ Test(config, url_redact) {
                  * a query value still runs to the next '&' (found by fuzz-url). */
                 { "postgres://h?x=1@h2/db?password=s&port=5", "postgres://h?x=1@h2/db?password=***&port=5" },
                 { "postgresql://h/db?password=a?b&c=d", "postgresql://h/db?password=***&c=d" },
+                /* Blanks before a URL, as the broker URL list parser allows (found by fuzz-broker-url). */
+                { " amqp://u:se=cret@h/", " amqp://u:***@h/" },
+                { "\t amqp://a:p1@h1/, amqp://b:p2@h2/", "\t amqp://a:***@h1/, amqp://b:***@h2/" },
                 /* No blank after a quoted value: the next keyword stays one (found by fuzz-config). */
                 { "host=h password='p w'dbname=d", "host=h password=*** dbname=d" },
                 { "password=''port=1", "password=*** port=1" },
