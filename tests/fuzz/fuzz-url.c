@@ -10,6 +10,7 @@
  *   - each password such a library finds in the input (not empty, no '*') occurs fewer times in the redacted string than
  *     in the input, and not at all where the input holds it once: compared percent-decoded
  *     where the judge decodes, as written where it does not (curl: both);
+ *   - where libpq reads the redacted string, it finds none of those passwords in it;
  *   - conninfo_is_valid() refuses URLs (it is for key=value strings only).
  * Lists of broker URLs get their own target with the parser that reads them. */
 #include <amqp.h>
@@ -45,6 +46,33 @@ static void judge_rabbitmq(const uint8_t *data, size_t size, const char *s, cons
         fuzz_check_hidden(data, size, "rabbitmq-c", info.password, true, s, redacted);
 }
 
+static bool is_password_keyword(const char *k) {
+        return streq(k, "password") || streq(k, "sslpassword");
+}
+
+/* libpq's reading of the redacted string, where it reads one: no password it finds there may be
+ * one it found in the input. */
+static void judge_libpq_again(const uint8_t *data, size_t size, const PQconninfoOption *before,
+                              const char *redacted) {
+        PQconninfoOption *after;
+        char *error = NULL;
+
+        after = PQconninfoParse(redacted, &error);
+        PQfreemem(error);
+        if (!after)
+                return;
+        for (const PQconninfoOption *a = after; a->keyword; a++) {
+                if (!a->val || !is_password_keyword(a->keyword))
+                        continue;
+                for (const PQconninfoOption *b = before; b->keyword; b++)
+                        if (b->val && is_password_keyword(b->keyword) && !isempty(b->val) && !strchr(b->val, '*'))
+                                FUZZ_CHECK(!streq(a->val, b->val), data, size,
+                                           "libpq reads the password \"%s\" in the redacted \"%s\" too", a->val,
+                                           redacted);
+        }
+        PQconninfoFree(after);
+}
+
 static void judge_libpq(const uint8_t *data, size_t size, const char *s, const char *redacted) {
         PQconninfoOption *options;
         char *error = NULL;
@@ -54,8 +82,12 @@ static void judge_libpq(const uint8_t *data, size_t size, const char *s, const c
         if (!options)
                 return;
         for (PQconninfoOption *o = options; o->keyword; o++)
-                if (o->val && (streq(o->keyword, "password") || streq(o->keyword, "sslpassword")))
+                /* A key=value string's values may hold backslash escapes, which libpq drops: the
+                 * password as written is then not what it reads, and only the reading of the
+                 * redacted string below can tell. */
+                if (o->val && is_password_keyword(o->keyword) && (has_scheme(s) || !strchr(s, '\\')))
                         fuzz_check_hidden(data, size, "libpq", o->val, has_scheme(s), s, redacted);
+        judge_libpq_again(data, size, options, redacted);
         PQconninfoFree(options);
 }
 
