@@ -5,53 +5,56 @@
 
 #include "amqp/headers.h"
 
-int amqp_header_uint(const amqp_table_t *headers, const char *key, uint64_t *ret) {
+static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key) {
         size_t len = strlen(key);
 
-        if (!headers || headers->num_entries <= 0 || !headers->entries)
-                return -ENOENT;
-        for (int i = 0; i < headers->num_entries; i++) {
-                const amqp_table_entry_t *e = &headers->entries[i];
-                const amqp_field_value_t *v = &e->value;
-                int64_t s;
+        if (!t || t->num_entries <= 0 || !t->entries)
+                return NULL;
+        for (int i = 0; i < t->num_entries; i++)
+                if (t->entries[i].key.len == len && (len == 0 || memcmp(t->entries[i].key.bytes, key, len) == 0))
+                        return &t->entries[i].value;
+        return NULL;
+}
 
-                if (e->key.len != len || (len > 0 && memcmp(e->key.bytes, key, len) != 0))
-                        continue;
-                switch (v->kind) {
-                case AMQP_FIELD_KIND_U8:
-                        *ret = v->value.u8;
-                        return 0;
-                case AMQP_FIELD_KIND_U16:
-                        *ret = v->value.u16;
-                        return 0;
-                case AMQP_FIELD_KIND_U32:
-                        *ret = v->value.u32;
-                        return 0;
-                case AMQP_FIELD_KIND_U64:
-                case AMQP_FIELD_KIND_TIMESTAMP:
-                        *ret = v->value.u64;
-                        return 0;
-                case AMQP_FIELD_KIND_I8:
-                        s = v->value.i8;
-                        break;
-                case AMQP_FIELD_KIND_I16:
-                        s = v->value.i16;
-                        break;
-                case AMQP_FIELD_KIND_I32:
-                        s = v->value.i32;
-                        break;
-                case AMQP_FIELD_KIND_I64:
-                        s = v->value.i64;
-                        break;
-                default:
-                        return -EINVAL;
-                }
-                if (s < 0)
-                        return -EINVAL;
-                *ret = (uint64_t) s;
+int amqp_header_uint(const amqp_table_t *headers, const char *key, uint64_t *ret) {
+        const amqp_field_value_t *v = table_get(headers, key);
+        int64_t s;
+
+        if (!v)
+                return -ENOENT;
+        switch (v->kind) {
+        case AMQP_FIELD_KIND_U8:
+                *ret = v->value.u8;
                 return 0;
+        case AMQP_FIELD_KIND_U16:
+                *ret = v->value.u16;
+                return 0;
+        case AMQP_FIELD_KIND_U32:
+                *ret = v->value.u32;
+                return 0;
+        case AMQP_FIELD_KIND_U64:
+        case AMQP_FIELD_KIND_TIMESTAMP:
+                *ret = v->value.u64;
+                return 0;
+        case AMQP_FIELD_KIND_I8:
+                s = v->value.i8;
+                break;
+        case AMQP_FIELD_KIND_I16:
+                s = v->value.i16;
+                break;
+        case AMQP_FIELD_KIND_I32:
+                s = v->value.i32;
+                break;
+        case AMQP_FIELD_KIND_I64:
+                s = v->value.i64;
+                break;
+        default:
+                return -EINVAL;
         }
-        return -ENOENT;
+        if (s < 0)
+                return -EINVAL;
+        *ret = (uint64_t) s;
+        return 0;
 }
 
 unsigned amqp_headers_delivery_count(const amqp_table_t *headers) {
@@ -60,17 +63,6 @@ unsigned amqp_headers_delivery_count(const amqp_table_t *headers) {
         if (amqp_header_uint(headers, "x-delivery-count", &v) < 0)
                 return 0;
         return v > UINT_MAX ? UINT_MAX : (unsigned) v;
-}
-
-static const amqp_field_value_t *table_get(const amqp_table_t *t, const char *key) {
-        size_t len = strlen(key);
-
-        if (!t || t->num_entries <= 0 || !t->entries)
-                return NULL;
-        for (int i = 0; i < t->num_entries; i++)
-                if (t->entries[i].key.len == len && memcmp(t->entries[i].key.bytes, key, len) == 0)
-                        return &t->entries[i].value;
-        return NULL;
 }
 
 bool amqp_properties_capability(const amqp_table_t *properties, const char *name) {
