@@ -163,7 +163,7 @@ static const char *conninfo_value_end(const char *p) {
 
 /* Walks a libpq conninfo string ("keyword = value ..."). With out (room for strlen(s) plus
  * 3 bytes per '=' in s), copies s there with the values of password keywords replaced by
- * "***" (a quoted value, of 2 bytes at least, may become "*** "). Returns false when s is
+ * "***" ("'***'" where quoted, from 2 bytes at least). Returns false when s is
  * not a sequence of such pairs. */
 static bool conninfo_walk(const char *s, char *out) {
         const char *p = s;
@@ -199,12 +199,11 @@ static bool conninfo_walk(const char *s, char *out) {
                         memcpy(out, start, (size_t) (value - start));
                         out += value - start;
                         if (key_is_password(key, key_len)) {
-                                memcpy(out, "***", 3);
-                                out += 3;
-                                /* libpq needs no blank after a quoted value ("password='x'port=1"):
-                                 * the stars, unquoted, would take in what follows. */
-                                if (*end && !strchr(WHITESPACE, *end))
-                                        *out++ = ' ';
+                                /* A quoted value stays quoted: libpq needs no blank after one
+                                 * ("password='x'port=1"), and bare stars would take in what follows. */
+                                const char *stars = *value == '\'' ? "'***'" : "***";
+
+                                out = stpcpy(out, stars);
                         } else {
                                 memcpy(out, value, (size_t) (end - value));
                                 out += end - value;

@@ -1095,7 +1095,7 @@ Test(config, format_redacts_urls) {
         f = config_format(&c);
         cr_assert_not_null(f);
         cr_expect_not_null(strstr(f, "\nTRANSMITTER_RABBITMQ_URL=amqps://svc:***@mq.example:5671/prod\n"));
-        cr_expect_not_null(strstr(f, "\nTRANSMITTER_DATABASE_URL=host=db user=svc password=*** dbname=d\n"));
+        cr_expect_not_null(strstr(f, "\nTRANSMITTER_DATABASE_URL=host=db user=svc password='***' dbname=d\n"));
         cr_expect_not_null(strstr(f, "\nTRANSMITTER_DESTINATION_URL=https://api:***@api.example/v1\n"));
         cr_expect_null(strstr(f, "rabbit-pw"));
         cr_expect_null(strstr(f, "pg pw"));
@@ -1144,7 +1144,7 @@ Test(config, url_redact) {
                 { "https://u:pw@h/p?a=1", "https://u:***@h/p?a=1" },
                 { "https://h/users/a@b", "https://h/users/a@b" },
                 { "password=pw host=h", "password=*** host=h" },
-                { " host = h  PASSWORD = 'a b\\' c'  port=1 ", " host = h  PASSWORD = ***  port=1 " },
+                { " host = h  PASSWORD = 'a b\\' c'  port=1 ", " host = h  PASSWORD = '***'  port=1 " },
                 { "host=h password='open", "host=h password=***" },
                 /* Lists (RABBITMQ_URL): every URL on its own. */
                 { "amqp://a:pw1@h1/,amqp://b:pw2@h2:5673/v", "amqp://a:***@h1/,amqp://b:***@h2:5673/v" },
@@ -1172,8 +1172,8 @@ Test(config, url_redact) {
                 { " amqp://u:se=cret@h/", " amqp://u:***@h/" },
                 { "\t amqp://a:p1@h1/, amqp://b:p2@h2/", "\t amqp://a:***@h1/, amqp://b:***@h2/" },
                 /* No blank after a quoted value: the next keyword stays one (found by fuzz-config). */
-                { "host=h password='p w'dbname=d", "host=h password=*** dbname=d" },
-                { "password=''port=1", "password=*** port=1" },
+                { "host=h password='p w'dbname=d", "host=h password='***'dbname=d" },
+                { "password=''port=1", "password='***'port=1" },
                 /* No URL at all, but maybe a password before the '@'. */
                 { "amqp//u:pw@h/", "***@h/" },
                 { "plain", "plain" },
