@@ -64,7 +64,8 @@ static void check_passwords(const uint8_t *data, size_t size, const char *text, 
                 if (item && fuzz_url_writes_password(item))
                         fuzz_check_hidden(data, size, where, list->urls[i].password, true, text, shown);
         }
-        if (fuzz_url_writes_password(text) && amqp_parse_url(copy, &info) == AMQP_STATUS_OK)
+        if (fuzz_url_writes_password(text) && fuzz_escapes_are_hex(text) &&
+            amqp_parse_url(copy, &info) == AMQP_STATUS_OK)
                 fuzz_check_hidden(data, size, where, info.password, true, text, shown);
 }
 

@@ -41,8 +41,8 @@ static void judge_rabbitmq(const uint8_t *data, size_t size, const char *s, cons
         amqp_default_connection_info(&info);
         if (amqp_parse_url(copy, &info) != AMQP_STATUS_OK)
                 return;
-        if (!fuzz_url_writes_password(s))
-                return; /* rabbitmq-c's default, "guest" */
+        if (!fuzz_url_writes_password(s) || !fuzz_escapes_are_hex(s))
+                return; /* rabbitmq-c's default, "guest"; or escapes only it reads */
         fuzz_check_hidden(data, size, "rabbitmq-c", info.password, true, s, redacted);
 }
 

@@ -97,6 +97,16 @@ static inline char *fuzz_percent_decode(const char *s) {
         return out;
 }
 
+/* Whether every '%' in s starts a %XX escape of two hex digits. rabbitmq-c reads escapes with
+ * sscanf("%2x"), which also takes "%+2", "% 2" or "%0x": the password it then gives is not what
+ * fuzz_percent_decode() finds in the input, and only inputs without such escapes can be judged. */
+static inline bool fuzz_escapes_are_hex(const char *s) {
+        for (const char *p = strchr(s, '%'); p; p = strchr(p + 1, '%'))
+                if (unhexchar(p[1]) < 0 || unhexchar(p[2]) < 0)
+                        return false;
+        return true;
+}
+
 /* s with every "password" (in any case) replaced by a \x01: the keyword, which a redaction
  * keeps, must not count as an occurrence of a password such as "sword=". malloc()ed. */
 static inline char *fuzz_without_keyword(const char *s) {
