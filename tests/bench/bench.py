@@ -110,6 +110,34 @@ def proc_status(pid):
     return out
 
 
+def proc_wakeups(pid):
+    """Context switches and minor page faults of all a process's threads: (voluntary, involuntary,
+    minflt). A voluntary switch is a thread going to sleep (poll, epoll_wait), i.e. one wake-up."""
+    vol = invol = minflt = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k == "voluntary_ctxt_switches":
+                        vol += int(v)
+                    elif k == "nonvoluntary_ctxt_switches":
+                        invol += int(v)
+        except OSError:
+            continue
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        minflt = int(s[s.rindex(")") + 2:].split()[7])  # field 10
+    except OSError:
+        return None
+    return vol, invol, minflt
+
+
 def proc_pss(pid):
     """Pss, Pss_Anon, Pss_File (KiB) from smaps_rollup: shared library pages counted by their share."""
     out = {}
@@ -581,6 +609,7 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
         cpu = meter.stop()
         tx_cpu = tx.cpu_s()
         ut, stt = proc_times(tx.proc.pid)
+        wakeups = proc_wakeups(tx.proc.pid)
         st = tx.status()
         pss = proc_pss(tx.proc.pid)
         sampler.stop()
@@ -599,6 +628,9 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
         "ratio_to_ceiling": round((n / secs) / ceiling["events_per_s"], 3) if ceiling else None,
         "cpu_us_per_event": round(tx_cpu * 1e6 / n, 2), "transmitter_util": round(tx_cpu / secs, 3),
         "utime_s": ut, "stime_s": stt,
+        "wakeups_per_event": round(wakeups[0] / n, 3) if wakeups else None,
+        "preemptions_per_event": round(wakeups[1] / n, 3) if wakeups else None,
+        "minflt_per_event": round(wakeups[2] / n, 3) if wakeups else None,
         "vm_hwm_kib": st.get("VmHWM"), "vm_rss_kib": st.get("VmRSS"), "threads": st.get("Threads"),
         "rss_anon_max_kib": sampler.max_anon, "rss_file_max_kib": sampler.max_file, "pss_end_kib": pss,
         "batches": stats["batches"]["sent"], "batches_per_s": round(stats["batches"]["sent"] / secs, 1),
@@ -940,6 +972,18 @@ def table(results):
             cells = [r["run"].replace("transmitter-", "")]
             for n in TIMELINE_SPANS:
                 cells.append(f"{t[n]['p50']:.2f}/{t[n]['p90']:.2f}" if n in t else "-")
+            out.append("  " + " ".join(f"{c:>13s}" for c in cells))
+    tw = [r for r in results if r["kind"] == "transmitter" and r.get("wakeups_per_event") is not None]
+    if tw:
+        out.append("the daemon per event (all threads, start included): CPU in user and kernel mode, wake-ups "
+                   "(voluntary context switches: a thread going to sleep in poll or epoll_wait), preemptions, "
+                   "minor page faults:")
+        out.append("  " + " ".join(f"{n:>13s}" for n in ("run", "user µs", "sys µs", "wake-ups", "preempted",
+                                                            "minflt")))
+        for r in tw:
+            cells = (r["run"].replace("transmitter-", ""), f"{r['utime_s'] * 1e6 / r['events']:.2f}",
+                     f"{r['stime_s'] * 1e6 / r['events']:.2f}", f"{r['wakeups_per_event']:.3f}",
+                     f"{r['preemptions_per_event']:.3f}", f"{r['minflt_per_event']:.3f}")
             out.append("  " + " ".join(f"{c:>13s}" for c in cells))
     for r in results:
         if r["kind"] == "latency":
