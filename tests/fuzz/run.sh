@@ -9,7 +9,8 @@
 #
 # Knobs: FUZZ_BUILD (default build-fuzz; set up with clang here if missing), FUZZ_WORK (where the
 # corpora grow and crash inputs land; default a temporary directory, removed unless something
-# failed), FUZZ_NICE (default 10).
+# failed), FUZZ_NICE (default 10), FUZZ_SEED (libFuzzer's -seed; default a new one each run,
+# printed with a failure).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -61,6 +62,7 @@ for t in "${targets[@]}"; do
         mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
         args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2560
               -artifact_prefix="$work/$t/artifacts/")
+        [[ -n ${FUZZ_SEED:-} ]] && args+=(-seed="$FUZZ_SEED")
         [[ -f tests/fuzz/$t.dict ]] && args+=(-dict="tests/fuzz/$t.dict")
         [[ -f tests/fuzz/$t.options ]] && read -r -a extra <"tests/fuzz/$t.options" && args+=("${extra[@]}")
         log=$work/$t/fuzz.log
@@ -76,7 +78,8 @@ for t in "${targets[@]}"; do
         [[ $rc -eq 0 ]] || { result="FAILED (exit $rc)"; status=1; }
         printf '%-14s %8s %12s %10s %8s %8s %s\n' "$t" "$seconds" "${execs:-?}" "${rate:-?}" "${cov:-?}" "${ft:-?}" "$result"
         if [[ $rc -ne 0 ]]; then
-                echo "---- $t: the end of its log ($log):"
+                seed=$(sed -n 's/^INFO: Seed: *//p' "$log" | head -n1)
+                echo "---- $t: the end of its log ($log); the same run: FUZZ_SEED=${seed:-?} $0 $seconds $t"
                 grep -aE 'FUZZ INVARIANT|^input:|ERROR|SUMMARY|#[0-9]+ 0x|^    #' "$log" | head -n 40 || tail -n 40 "$log"
                 for f in "$work/$t/artifacts/"*; do
                         [[ -f $f ]] && show_input "$f"
