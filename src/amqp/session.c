@@ -961,6 +961,8 @@ static void *session_thread(void *userdata) {
         usec_t backoff = RECONNECT_BACKOFF_MIN;
         size_t next = 0, failed = 0;
 
+        /* Shown by top -H, ps -L and /proc/PID/task/TID/comm: which thread spends the CPU. */
+        (void) pthread_setname_np(pthread_self(), "amqp");
         while (!atomic_load(&s->stop_requested)) {
                 size_t i = next;
                 char error[256] = "";
