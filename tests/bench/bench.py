@@ -112,19 +112,24 @@ def proc_status(pid):
 
 def proc_wakeups(pid):
     """Context switches and minor page faults of all a process's threads: (voluntary, involuntary,
-    minflt). A voluntary switch is a thread going to sleep (poll, epoll_wait), i.e. one wake-up."""
+    minflt, voluntary by thread name). A voluntary switch is a thread going to sleep (poll,
+    epoll_wait), i.e. one wake-up."""
     vol = invol = minflt = 0
+    by_name = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
     for tid in tids:
         try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
             with open(f"/proc/{pid}/task/{tid}/status") as f:
                 for line in f:
                     k, _, v = line.partition(":")
                     if k == "voluntary_ctxt_switches":
                         vol += int(v)
+                        by_name[name] = by_name.get(name, 0) + int(v)
                     elif k == "nonvoluntary_ctxt_switches":
                         invol += int(v)
         except OSError:
@@ -135,7 +140,7 @@ def proc_wakeups(pid):
         minflt = int(s[s.rindex(")") + 2:].split()[7])  # field 10
     except OSError:
         return None
-    return vol, invol, minflt
+    return vol, invol, minflt, by_name
 
 
 def proc_pss(pid):
@@ -631,6 +636,7 @@ def transmitter_run(env, args, results, name, exchange, dlx, queue, n, settings,
         "wakeups_per_event": round(wakeups[0] / n, 3) if wakeups else None,
         "preemptions_per_event": round(wakeups[1] / n, 3) if wakeups else None,
         "minflt_per_event": round(wakeups[2] / n, 3) if wakeups else None,
+        "wakeups_per_event_by_thread": {k: round(v / n, 3) for k, v in wakeups[3].items()} if wakeups else None,
         "vm_hwm_kib": st.get("VmHWM"), "vm_rss_kib": st.get("VmRSS"), "threads": st.get("Threads"),
         "rss_anon_max_kib": sampler.max_anon, "rss_file_max_kib": sampler.max_file, "pss_end_kib": pss,
         "batches": stats["batches"]["sent"], "batches_per_s": round(stats["batches"]["sent"] / secs, 1),
@@ -979,12 +985,13 @@ def table(results):
                    "(voluntary context switches: a thread going to sleep in poll or epoll_wait), preemptions, "
                    "minor page faults:")
         out.append("  " + " ".join(f"{n:>13s}" for n in ("run", "user µs", "sys µs", "wake-ups", "preempted",
-                                                            "minflt")))
+                                                            "minflt")) + "  wake-ups by thread")
         for r in tw:
             cells = (r["run"].replace("transmitter-", ""), f"{r['utime_s'] * 1e6 / r['events']:.2f}",
                      f"{r['stime_s'] * 1e6 / r['events']:.2f}", f"{r['wakeups_per_event']:.3f}",
                      f"{r['preemptions_per_event']:.3f}", f"{r['minflt_per_event']:.3f}")
-            out.append("  " + " ".join(f"{c:>13s}" for c in cells))
+            threads = ", ".join(f"{k} {v:.3f}" for k, v in sorted((r.get("wakeups_per_event_by_thread") or {}).items()))
+            out.append("  " + " ".join(f"{c:>13s}" for c in cells) + "  " + threads)
     for r in results:
         if r["kind"] == "latency":
             cpu = r["cpu_s"]
