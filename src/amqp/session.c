@@ -651,6 +651,10 @@ static int read_frames(Session *s, bool until_confirm, char *error, size_t size)
                 amqp_frame_t frame;
                 int status;
 
+                /* What one recv() brought is used up: a second would only say EAGAIN, after which
+                 * rabbitmq-c polls once more; the caller's poll() waits instead. */
+                if (!until_confirm && i > 0 && !amqp_frames_enqueued(s->conn) && !amqp_data_in_buffer(s->conn))
+                        break;
                 amqp_maybe_release_buffers(s->conn);
                 status = amqp_simple_wait_frame_noblock(s->conn, &frame, &tv);
                 if (status == AMQP_STATUS_TIMEOUT && !until_confirm)
