@@ -170,8 +170,9 @@ static int timer_callback(CURLM *multi, long timeout_ms, void *userdata) {
         if (timeout_ms < 0)
                 return sd_event_source_set_enabled(s->timer, SD_EVENT_OFF) < 0 ? -1 : 0;
 
-        /* Rounded up, so that the timer never fires before libcurl's deadline. */
-        usec = (usec_t) timeout_ms * USEC_PER_MSEC + USEC_PER_MSEC - 1;
+        /* Rounded up, so that the timer never fires before libcurl's deadline; but 0 (after a
+         * handle is added: "start it now") stays 0, or every request would wait a millisecond. */
+        usec = timeout_ms == 0 ? 0 : (usec_t) timeout_ms * USEC_PER_MSEC + USEC_PER_MSEC - 1;
         if (sd_event_source_set_time_relative(s->timer, usec) < 0 ||
             sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT) < 0)
                 return -1;
