@@ -360,7 +360,8 @@ int pipeline_new(sd_event *e, const Config *c, Telemetry *telemetry, Pipeline **
                 return r;
         amqp_consumer_set_trace(p->amqp, c->batch_timeline);
 
-        r = sd_event_add_time(e, &p->batch_timer, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_batch_timer, p);
+        /* 1 ms, not sd-event's default 250 ms: a lone event waits the interval (DESIGN §4), no longer. */
+        r = sd_event_add_time(e, &p->batch_timer, CLOCK_MONOTONIC, USEC_INFINITY, USEC_PER_MSEC, on_batch_timer, p);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_enabled(p->batch_timer, SD_EVENT_OFF);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The age rule: an idle transmitter sends nothing; a lone event arrives within
-BATCH_INTERVAL_S + 1 s of being published."""
+"""The age rule: an idle transmitter sends nothing; a lone event arrives BATCH_INTERVAL_S after
+being published, 0.1 s more at most (the way through broker, daemon and receiver; a timer of
+sd-event's default accuracy could add up to 0.25 s)."""
 
 import time
 
@@ -23,7 +24,7 @@ def body(case):
     delay = batch["received_at"] - published
     log(f"FIGURE lone event arrived {delay:.2f} s after publishing (interval {INTERVAL} s)")
     check(batch["events"] == 1, "the lone event travelled in a batch of its own")
-    check(delay <= INTERVAL + 1, f"it arrived within BATCH_INTERVAL_S + 1 s ({delay:.2f} s)")
+    check(delay <= INTERVAL + 0.1, f"it arrived within BATCH_INTERVAL_S + 0.1 s ({delay:.2f} s)")
     check(delay >= INTERVAL - 0.5, f"it waited for the interval rather than going at once ({delay:.2f} s)")
 
     time.sleep(INTERVAL + 1)
