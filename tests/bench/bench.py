@@ -527,10 +527,12 @@ def emit(result, results):
     print("BENCH " + json.dumps(result, sort_keys=False), flush=True)
 
 
-def preload(env, args, tag, queues, n):
-    """Declares the queues (as the daemon would) on one exchange and publishes n events once: the
-    broker fans them out, so every queue holds the same events."""
-    exchange, dlx = f"bench.{tag}.events", f"bench.{tag}.dlx"
+def preload(env, args, tag, queues, n, exchange_tag=None):
+    """Declares the queues (as the daemon would) on one exchange (bench.EXCHANGE_TAG.events, TAG's by
+    default) and publishes n events once: the broker fans them out, so every queue holds the same
+    events. The events depend on tag and n only: two preloads of the same tag are the same events."""
+    exchange_tag = exchange_tag or tag
+    exchange, dlx = f"bench.{exchange_tag}.events", f"bench.{exchange_tag}.dlx"
     for q in queues:
         env.declare(exchange, dlx, q)
     log(f"{tag}: preloading {n} events into {', '.join(queues)}")
@@ -716,28 +718,42 @@ def pair_run(env, args, results, tag, batch, level):
     n = args.n
     prefetch = batch * (args.max_in_flight + 1)
     q_ceiling, q_tx = f"bench.{tag}.ceiling", f"bench.{tag}.tx"
-    exchange, dlx, rate = preload(env, args, tag, [q_ceiling, q_tx], n)
+    if args.fan_out:
+        exchange, dlx, rate = preload(env, args, tag, [q_ceiling, q_tx], n)
+    else:
+        _, _, rate = preload(env, args, tag, [q_ceiling], n, f"{tag}.ceiling")
     ceiling = ceiling_run(env, args, results, f"ceiling-{tag}", q_ceiling, n, batch, prefetch, rate)
+    if not args.fan_out:
+        exchange, dlx, _ = preload(env, args, tag, [q_tx], n, f"{tag}.tx")
     transmitter_run(env, args, results, f"transmitter-{tag}", exchange, dlx, q_tx, n,
                     {"TRANSMITTER_BATCH_SIZE": str(batch), "TRANSMITTER_COMPRESSION_LEVEL": str(level)}, ceiling)
 
 
 def sweep_run(env, args, results, variants):
-    """One preload fanned out to every variant (and a ceiling before and after them): the same events,
-    the same broker state as far as it can be, for comparing settings or builds."""
+    """The same events for every variant (and a ceiling before and after them), each queue loaded
+    right before its run (one fanned-out preload with --fan-out), for comparing settings or builds."""
     n = args.n
     tag = "sweep"
     names = [v[0] for v in variants]
     queues = [f"bench.{tag}.ceiling-a"] + [f"bench.{tag}.{x}" for x in names] + [f"bench.{tag}.ceiling-b"]
-    exchange, dlx, rate = preload(env, args, tag, queues, n)
+    loaded = {}
+
+    def load(q):
+        if args.fan_out:
+            if not loaded:
+                loaded.update(dict.fromkeys(queues, preload(env, args, tag, queues, n)))
+            return loaded[q]
+        return preload(env, args, tag, [q], n, f"{tag}.{q.rsplit('.', 1)[1]}")
+
     batch = args.sweep_batch
     prefetch = batch * (args.max_in_flight + 1)
-    c1 = ceiling_run(env, args, results, "ceiling-a", queues[0], n, batch, prefetch, rate)
+    c1 = ceiling_run(env, args, results, "ceiling-a", queues[0], n, batch, prefetch, load(queues[0])[2])
     out = []
     for (name, settings), q in zip(variants, queues[1:-1]):
         settings = {"TRANSMITTER_BATCH_SIZE": str(batch), **settings}
+        exchange, dlx, _ = load(q)
         out.append(transmitter_run(env, args, results, name, exchange, dlx, q, n, settings, c1))
-    c2 = ceiling_run(env, args, results, "ceiling-b", queues[-1], n, batch, prefetch, rate)
+    c2 = ceiling_run(env, args, results, "ceiling-b", queues[-1], n, batch, prefetch, load(queues[-1])[2])
     mean = (c1["events_per_s"] + c2["events_per_s"]) / 2
     for r in out:
         r["ratio_to_ceiling_mean"] = round(r["events_per_s"] / mean, 3)
@@ -1052,6 +1068,10 @@ def main():
     ap.add_argument("--rss-seconds", type=float)
     ap.add_argument("--rss-backlog", type=int, default=20000)
     ap.add_argument("--settle", type=float, default=3.0, help="seconds of quiet after a preload")
+    ap.add_argument("--fan-out", action="store_true",
+                    help="preload the queues of a pair or sweep at once (the broker fans the events out) rather "
+                         "than each right before its run: a queue that waits is read back at up to twice the "
+                         "broker's CPU per event")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--no-timeline", action="store_true",
                     help="do not set BATCH_TIMELINE=true in the throughput runs (one log line per batch)")
