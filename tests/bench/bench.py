@@ -542,6 +542,21 @@ def preload(env, args, tag, queues, n, exchange_tag=None):
     return exchange, dlx, parse_publish_line(out)[1]
 
 
+def queue_loader(env, args, tag, queues, n):
+    """load(queue) -> (exchange, dlx, publish rate): the same n events into each queue, published right
+    before its run, or with --fan-out once into all of them at the first call."""
+    fanned = []
+
+    def load(q):
+        if not args.fan_out:
+            return preload(env, args, tag, [q], n, f"{tag}.{q.rsplit('.', 1)[1]}")
+        if not fanned:
+            fanned.append(preload(env, args, tag, queues, n))
+        return fanned[0]
+
+    return load
+
+
 def wait_broker_quiet(env, limit=0.15, timeout=60.0):
     """Until the broker uses less than `limit` of a core over two half-second samples in a row (it goes on
     working after a preload, or after a queue of persistent messages was drained or deleted: message-store
@@ -718,13 +733,9 @@ def pair_run(env, args, results, tag, batch, level):
     n = args.n
     prefetch = batch * (args.max_in_flight + 1)
     q_ceiling, q_tx = f"bench.{tag}.ceiling", f"bench.{tag}.tx"
-    if args.fan_out:
-        exchange, dlx, rate = preload(env, args, tag, [q_ceiling, q_tx], n)
-    else:
-        _, _, rate = preload(env, args, tag, [q_ceiling], n, f"{tag}.ceiling")
-    ceiling = ceiling_run(env, args, results, f"ceiling-{tag}", q_ceiling, n, batch, prefetch, rate)
-    if not args.fan_out:
-        exchange, dlx, _ = preload(env, args, tag, [q_tx], n, f"{tag}.tx")
+    load = queue_loader(env, args, tag, [q_ceiling, q_tx], n)
+    ceiling = ceiling_run(env, args, results, f"ceiling-{tag}", q_ceiling, n, batch, prefetch, load(q_ceiling)[2])
+    exchange, dlx, _ = load(q_tx)
     transmitter_run(env, args, results, f"transmitter-{tag}", exchange, dlx, q_tx, n,
                     {"TRANSMITTER_BATCH_SIZE": str(batch), "TRANSMITTER_COMPRESSION_LEVEL": str(level)}, ceiling)
 
@@ -736,15 +747,7 @@ def sweep_run(env, args, results, variants):
     tag = "sweep"
     names = [v[0] for v in variants]
     queues = [f"bench.{tag}.ceiling-a"] + [f"bench.{tag}.{x}" for x in names] + [f"bench.{tag}.ceiling-b"]
-    loaded = {}
-
-    def load(q):
-        if args.fan_out:
-            if not loaded:
-                loaded.update(dict.fromkeys(queues, preload(env, args, tag, queues, n)))
-            return loaded[q]
-        return preload(env, args, tag, [q], n, f"{tag}.{q.rsplit('.', 1)[1]}")
-
+    load = queue_loader(env, args, tag, queues, n)
     batch = args.sweep_batch
     prefetch = batch * (args.max_in_flight + 1)
     c1 = ceiling_run(env, args, results, "ceiling-a", queues[0], n, batch, prefetch, load(queues[0])[2])
@@ -1070,8 +1073,8 @@ def main():
     ap.add_argument("--settle", type=float, default=3.0, help="seconds of quiet after a preload")
     ap.add_argument("--fan-out", action="store_true",
                     help="preload the queues of a pair or sweep at once (the broker fans the events out) rather "
-                         "than each right before its run: a queue that waits is read back at up to twice the "
-                         "broker's CPU per event")
+                         "than each right before its run (the queues that waited were the slow ones in our "
+                         "sweeps: tests/bench/README.md)")
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--no-timeline", action="store_true",
                     help="do not set BATCH_TIMELINE=true in the throughput runs (one log line per batch)")
