@@ -48,9 +48,10 @@ packaging/tests/test-packages.sh || status=1
 # of its own) uses the other: together about as long as the soak alone. The fuzzing starts from a
 # fixed seed, so that what turns this red is a change, not the luck of the draw: the search for new
 # inputs, with a fresh seed each time, is tests/fuzz/run.sh run by hand for longer.
-echo "==== fuzzing, 30 s a target (seed ${FUZZ_SEED:=1}), beside a 3-minute chaos soak ===="
+fuzz_seed=${FUZZ_SEED:-1}
+echo "==== fuzzing, 30 s a target (seed $fuzz_seed), beside a 3-minute chaos soak ===="
 fuzz_log=$(mktemp /tmp/transmitter-fuzz-log.XXXXXX)
-FUZZ_SEED=$FUZZ_SEED tests/fuzz/run.sh 30 >"$fuzz_log" 2>&1 &
+FUZZ_SEED=$fuzz_seed tests/fuzz/run.sh 30 >"$fuzz_log" 2>&1 &
 fuzz_pid=$!
 tests/soak/run.sh --minutes 3 --rate 50 || status=1
 wait "$fuzz_pid" || status=1
