@@ -40,6 +40,14 @@
 _Static_assert(BROKER_FRAME_MAX <= AMQP_HEADERS_ENCODED_MAX, "a frame's header table may not fit the copy's scratch");
 /* Deliveries read in one go before they are handed to the loop. */
 #define READ_BURST 256
+/* While deliveries stream in, the broker writes a few at a time, and each write would wake the
+ * thread and, through the mailbox, the loop: a wake-up costs more CPU than the messages it brings.
+ * So while a read brings STREAM_MIN_FRAMES or more, the thread asks to be woken only once
+ * STREAM_WAKE_BYTES are there (SO_RCVLOWAT), or after STREAM_WAKE_USEC at the latest. Measured
+ * (tests/bench, b100): 0.39-0.54 wake-ups per event down to 0.12-0.14, 1-2 us of CPU less. */
+#define STREAM_MIN_FRAMES 8
+#define STREAM_WAKE_BYTES (16 * 1024)
+#define STREAM_WAKE_USEC 250
 #define STOP_GRACE_USEC (2 * USEC_PER_SEC)
 
 typedef enum ConfirmState {
@@ -98,6 +106,7 @@ struct Session {
          * nothing from us until its resource alarm clears. */
         usec_t last_frame_at;
         usec_t probe_sent_at;
+        bool streaming; /* the last read brought STREAM_MIN_FRAMES or more */
         bool blocked;
         uint8_t *headers_scratch; /* AMQP_HEADERS_ENCODED_MAX bytes for amqp_headers_copy() */
 };
@@ -641,13 +650,14 @@ static int handle_frame(Session *s, const amqp_frame_t *frame, MailboxList *inbo
 
 /* Reads and handles frames: with a zero timeout what is there (at most READ_BURST),
  * otherwise until the pending publisher confirm arrived. Also where rabbitmq-c sends and
- * checks heartbeats. Deliveries go to the loop in one go. */
+ * checks heartbeats. Deliveries go to the loop in one go. Returns the number of frames read. */
 static int read_frames(Session *s, bool until_confirm, char *error, size_t size) {
         struct timeval tv = { .tv_sec = until_confirm ? (time_t) MAX(2 * s->heartbeat_s, 30u) : 0 };
         MailboxList inbox = { 0 };
+        unsigned i;
         int r = 0;
 
-        for (unsigned i = 0; until_confirm ? s->confirm == CONFIRM_NONE : i < READ_BURST; i++) {
+        for (i = 0; until_confirm ? s->confirm == CONFIRM_NONE : i < READ_BURST; i++) {
                 amqp_frame_t frame;
                 int status;
 
@@ -673,7 +683,7 @@ static int read_frames(Session *s, bool until_confirm, char *error, size_t size)
         }
 
         mailbox_post_list(s->events, &inbox);
-        return r;
+        return r < 0 ? r : (int) i;
 }
 
 static int dead_letter_publish(Session *s, Delivery *d, const DeadLetterReason *reason, bool *ret_ok,
@@ -892,6 +902,29 @@ static int check_liveness(Session *s, int *ret_wait_ms, char *error, size_t size
         return 0;
 }
 
+/* poll() on the socket and the commands; -errno on failure. While streaming, with the low-water
+ * mark (STREAM_WAKE_BYTES), lifted again right after: rabbitmq-c's own waits, for an RPC's reply
+ * or a publisher confirm, must end at their first byte. */
+static int poll_broker(Session *s, struct pollfd p[static 2], int wait_ms) {
+        usec_t wait_usec = (usec_t) wait_ms * USEC_PER_MSEC;
+        bool lowat = s->streaming && wait_usec > 0;
+        int r;
+
+        if (lowat) {
+                (void) setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { STREAM_WAKE_BYTES }, sizeof(int));
+                wait_usec = MIN(wait_usec, STREAM_WAKE_USEC);
+        }
+        r = ppoll(p, 2,
+                  &(struct timespec) { .tv_sec = (time_t) (wait_usec / USEC_PER_SEC),
+                                       .tv_nsec = (long) (wait_usec % USEC_PER_SEC) * 1000 },
+                  NULL);
+        if (r < 0)
+                r = -errno;
+        if (lowat)
+                (void) setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { 1 }, sizeof(int));
+        return r;
+}
+
 static int session_run(Session *s, char *error, size_t size) {
         /* Wake often enough to send heartbeats on time: rabbitmq-c only does it when called. */
         int idle_ms = s->heartbeat_s > 0 ? (int) MIN(s->heartbeat_s * 1000u / 4, 1000u) : 1000;
@@ -899,6 +932,7 @@ static int session_run(Session *s, char *error, size_t size) {
         s->last_frame_at = now(CLOCK_MONOTONIC);
         s->probe_sent_at = 0;
         s->blocked = false;
+        s->streaming = false;
         for (;;) {
                 struct pollfd p[2] = {
                         { .fd = amqp_get_sockfd(s->conn), .events = POLLIN },
@@ -920,18 +954,18 @@ static int session_run(Session *s, char *error, size_t size) {
 
                 buffered = amqp_frames_enqueued(s->conn) || amqp_data_in_buffer(s->conn);
                 /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
-                r = poll(p, 2, buffered ? 0 : wait_ms);
-                if (r < 0 && errno != EINTR) {
-                        r = -errno;
+                r = poll_broker(s, p, buffered ? 0 : wait_ms);
+                if (r < 0 && r != -EINTR) {
                         snprintf(error, size, "poll: %s", STRERROR(r));
                         return r;
                 }
-                if (r == 0 && !buffered)
+                if (r == 0 && !buffered && !s->streaming)
                         ack_report_flush(s);
 
                 r = read_frames(s, false, error, size);
                 if (r < 0)
                         return r;
+                s->streaming = r >= STREAM_MIN_FRAMES;
                 if (s->broker_cancelled) {
                         r = consume_again(s, error, size);
                         if (r < 0)
