@@ -675,13 +675,16 @@ static int read_frames(Session *s, bool until_confirm, char *error, size_t size)
                         r = -EIO;
                         break;
                 }
-                s->last_frame_at = now(CLOCK_MONOTONIC);
-                s->probe_sent_at = 0;
                 r = handle_frame(s, &frame, &inbox, error, size);
                 if (r < 0)
                         break;
         }
 
+        /* Once per burst: its frames came with one recv(). */
+        if (i > 0) {
+                s->last_frame_at = now(CLOCK_MONOTONIC);
+                s->probe_sent_at = 0;
+        }
         mailbox_post_list(s->events, &inbox);
         return r < 0 ? r : (int) i;
 }
