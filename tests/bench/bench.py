@@ -943,6 +943,10 @@ def rss_run(env, args, results):
 
 # ---- the table
 
+# The broker's two modes (README) differ about 2x in CPU per message; runs within one mode vary by
+# less than a third.
+BROKER_SLOW_FACTOR = 1.5
+
 def fmt(v, spec="", none="-"):
     if v is None:
         return none
@@ -951,7 +955,11 @@ def fmt(v, spec="", none="-"):
 
 def table(results):
     rows = [("run", "events/s", "vs ceiling", "µs/event", "VmHWM (anon) MiB", "batches/s", "gzip ratio", "READY ms",
-             "req ms p50/p99", "broker", "receiver", "postgres", "tx", "other", "machine", "all µs/ev", "CPU bound")]
+             "req ms p50/p99", "broker", "receiver", "postgres", "tx", "other", "machine", "all µs/ev", "CPU bound",
+             "broker µs/ev")]
+    broker_us = [r["cpu_us_per_event_by_process"]["broker"] for r in results
+                 if r["kind"] in ("ceiling", "transmitter") and r.get("cpu_us_per_event_by_process", {}).get("broker")]
+    slow_broker_us = min(broker_us) * BROKER_SLOW_FACTOR if broker_us else None
     for r in results:
         cpu = r.get("cpu_s", {})
         w = cpu.get("wall_s") or 1
@@ -959,12 +967,17 @@ def table(results):
         def u(k):
             return fmt(cpu.get(k, 0) / w, ".2f")
 
+        def broker_cell():
+            b = r.get("cpu_us_per_event_by_process", {}).get("broker")
+            return fmt(b, ".1f") + (" *" if b and slow_broker_us and b > slow_broker_us else "")
+
         if r["kind"] == "ceiling":
             rows.append((r["run"], fmt(r["events_per_s"], ".0f"), "1.000",
                          fmt(r["consumer_cpu_us_per_event"], ".2f") + " (c)", "-", "-", "-", "-", "-",
                          u("broker"), u("receiver"), u("postgres"), fmt(r["consumer_util"], ".2f") + " (c)",
                          u("other_s"), fmt(cpu.get("machine_busy_s", 0) / w, ".2f"),
-                         fmt(r.get("cpu_us_per_event_all"), ".1f"), fmt(r.get("cpu_bound_events_per_s"))))
+                         fmt(r.get("cpu_us_per_event_all"), ".1f"), fmt(r.get("cpu_bound_events_per_s")),
+                         broker_cell()))
         elif r["kind"] == "transmitter":
             q = r.get("request_ms") or {}
             rows.append((r["run"], fmt(r["events_per_s"], ".0f"), fmt(r["ratio_to_ceiling"], ".3f"),
@@ -974,7 +987,8 @@ def table(results):
                          f"{fmt(q.get('p50'))}/{fmt(q.get('p99'))}",
                          u("broker"), u("receiver"), u("postgres"), u("transmitter"), u("other_s"),
                          fmt(cpu.get("machine_busy_s", 0) / w, ".2f"),
-                         fmt(r.get("cpu_us_per_event_all"), ".1f"), fmt(r.get("cpu_bound_events_per_s"))))
+                         fmt(r.get("cpu_us_per_event_all"), ".1f"), fmt(r.get("cpu_bound_events_per_s")),
+                         broker_cell()))
     out = []
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for k, row in enumerate(rows if len(rows) > 1 else []):
@@ -986,7 +1000,10 @@ def table(results):
                    "other = busy time of processes not ours; (c): the ceiling consumer itself; req ms: HTTP request "
                    "durations from the daemon's log; anon: the peak of RssAnon, the part of VmHWM that is the "
                    "daemon's own memory rather than shared library pages; all µs/ev: CPU per event of broker + "
-                   "receiver + PostgreSQL + consumer; CPU bound: the events/s those allow on this machine's cores)")
+                   "receiver + PostgreSQL + consumer; CPU bound: the events/s those allow on this machine's cores; "
+                   f"broker µs/ev: the broker's CPU per message, * where over {BROKER_SLOW_FACTOR}x the table's lowest: "
+                   "its slow mode (README), which alone can halve a run's events/s -- compare such runs only with "
+                   "each other)")
     tl = [r for r in results if r["kind"] in ("transmitter", "latency") and r.get("timeline_ms")]
     if tl:
         out.append("where a batch's time went (BATCH_TIMELINE; ms, median/p90 over the run's batches; window = first "
