@@ -42,12 +42,14 @@ _Static_assert(BROKER_FRAME_MAX <= AMQP_HEADERS_ENCODED_MAX, "a frame's header t
 #define READ_BURST 256
 /* While deliveries stream in, the broker writes a few at a time, and each write would wake the
  * thread and, through the mailbox, the loop: a wake-up costs more CPU than the messages it brings.
- * So while a read brings STREAM_MIN_FRAMES or more, the thread asks to be woken only once
- * STREAM_WAKE_BYTES are there (SO_RCVLOWAT), or after STREAM_WAKE_USEC at the latest. Measured
- * (tests/bench, b100): 0.39-0.54 wake-ups per event down to 0.12-0.14, 1-2 us of CPU less. */
+ * So while reads bring STREAM_MIN_FRAMES or more, or come less than a quarter of STREAM_WAKE_USEC
+ * apart (a wait would gather four deliveries or more), the thread asks to be woken only once
+ * STREAM_WAKE_BYTES are there (SO_RCVLOWAT), or after STREAM_WAKE_USEC at the latest: a batch's
+ * last event may come that much later, while a lone event wakes it at once. Where a wait gathers
+ * one delivery (1,000/s) a timer wake costs more than a socket's. */
 #define STREAM_MIN_FRAMES 8
 #define STREAM_WAKE_BYTES (16 * 1024)
-#define STREAM_WAKE_USEC 250
+#define STREAM_WAKE_USEC (1 * USEC_PER_MSEC)
 #define STOP_GRACE_USEC (2 * USEC_PER_SEC)
 
 typedef enum ConfirmState {
@@ -106,7 +108,7 @@ struct Session {
          * nothing from us until its resource alarm clears. */
         usec_t last_frame_at;
         usec_t probe_sent_at;
-        bool streaming; /* the last read brought STREAM_MIN_FRAMES or more */
+        bool streaming; /* see STREAM_MIN_FRAMES */
         bool blocked;
         uint8_t *headers_scratch; /* AMQP_HEADERS_ENCODED_MAX bytes for amqp_headers_copy() */
 };
@@ -942,6 +944,7 @@ static int session_run(Session *s, char *error, size_t size) {
                         { .fd = mailbox_fd(s->commands), .events = POLLIN },
                 };
                 int wait_ms = idle_ms;
+                usec_t previous_read_at;
                 bool buffered;
                 int r;
 
@@ -965,10 +968,12 @@ static int session_run(Session *s, char *error, size_t size) {
                 if (r == 0 && !buffered && !s->streaming)
                         ack_report_flush(s);
 
+                previous_read_at = s->last_frame_at;
                 r = read_frames(s, false, error, size);
                 if (r < 0)
                         return r;
-                s->streaming = r >= STREAM_MIN_FRAMES;
+                s->streaming = r >= STREAM_MIN_FRAMES ||
+                               (r > 0 && s->last_frame_at - previous_read_at < STREAM_WAKE_USEC / 4);
                 if (s->broker_cancelled) {
                         r = consume_again(s, error, size);
                         if (r < 0)
