@@ -849,6 +849,7 @@ def latency_run(env, args, results):
         tx.wait_connected()
         meter = env.cpu_meter(transmitter=tx.proc.pid).start()
         cpu0 = tx.cpu_s()
+        wake0 = proc_wakeups(tx.proc.pid)
         log(f"latency: publishing {count} events at {args.latency_rate:g}/s")
         t0 = time.monotonic()
         pub = subprocess.Popen([env.publish_bin, "--url", env.url, "--exchange", exchange, "--count", str(count),
@@ -864,6 +865,7 @@ def latency_run(env, args, results):
         t_done, stats = wait_delivered(env, tx, count, timeout=args.timeout)
         cpu = with_publisher(meter.stop(), pub_cpu)
         tx_cpu = tx.cpu_s() - cpu0
+        wake1 = proc_wakeups(tx.proc.pid)
         st = tx.status()
         lat = http_json(env.receiver_admin + "/latency")
     finally:
@@ -878,6 +880,7 @@ def latency_run(env, args, results):
         "latency_count": lat.get("count"), "p50_ms": lat.get("p50_ms"), "p90_ms": lat.get("p90_ms"),
         "p99_ms": lat.get("p99_ms"), "max_ms": lat.get("max_ms"), "mean_ms": lat.get("mean_ms"),
         "cpu_us_per_event": round(tx_cpu * 1e6 / count, 2), "vm_hwm_kib": st.get("VmHWM"),
+        "wakeups_per_event": round((wake1[0] - wake0[0]) / count, 3) if wake0 and wake1 else None,
         "ready_ms": round(ready_ms, 1), "seconds": round(t_done - t0, 3), "cpu_s": cpu,
         "broker_util": round(cpu["broker"] / cpu["wall_s"], 3),
         "receiver_util": round(cpu["receiver"] / cpu["wall_s"], 3),
@@ -1061,7 +1064,8 @@ def table(results):
             out.append(f"latency @ {r['target_rate']:g}/s target ({fmt(r['published_events_per_s'], '.0f')}/s "
                        f"published, BATCH_SIZE 100): p50 {fmt(r['p50_ms'], '.1f')} ms, p99 {fmt(r['p99_ms'], '.1f')} "
                        f"ms, max {fmt(r['max_ms'], '.1f')} ms over {r['latency_count']} events; transmitter "
-                       f"{fmt(r['cpu_us_per_event'], '.2f')} µs/event, VmHWM {r['vm_hwm_kib'] / 1024:.1f} MiB; cores "
+                       f"{fmt(r['cpu_us_per_event'], '.2f')} µs/event, {fmt(r.get('wakeups_per_event'), '.2f')} "
+                       f"wake-ups/event, VmHWM {r['vm_hwm_kib'] / 1024:.1f} MiB; cores "
                        f"busy: publisher {fmt(r['publisher_util'], '.2f')}, receiver {r['receiver_util']:.2f}, broker "
                        f"{r['broker_util']:.2f}, other {cpu['other_s'] / cpu['wall_s']:.2f}, machine "
                        f"{r['machine_util']:.2f}")
