@@ -907,26 +907,32 @@ static int check_liveness(Session *s, int *ret_wait_ms, char *error, size_t size
         return 0;
 }
 
-/* poll() on the socket and the commands; -errno on failure. While streaming, with the low-water
- * mark (STREAM_WAKE_BYTES), lifted again right after: rabbitmq-c's own waits, for an RPC's reply
- * or a publisher confirm, must end at their first byte. */
-static int poll_broker(Session *s, struct pollfd p[static 2], int wait_ms) {
+/* poll() on the socket and the commands: what poll() returns, 0 after EINTR, or -errno (error
+ * filled in). While streaming, with the low-water mark (STREAM_WAKE_BYTES), lifted again right
+ * after: rabbitmq-c's own waits, for an RPC's reply or a publisher confirm, must end at their
+ * first byte, so a mark that cannot be lifted ends the connection. One that cannot be set only
+ * costs the wake-ups it would have saved. */
+static int poll_broker(Session *s, struct pollfd p[static 2], int wait_ms, char *error, size_t size) {
         usec_t wait_usec = (usec_t) wait_ms * USEC_PER_MSEC;
-        bool lowat = s->streaming && wait_usec > 0;
+        bool lowat = s->streaming && wait_usec > 0 &&
+                     setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { STREAM_WAKE_BYTES }, sizeof(int)) >= 0;
         int r;
 
-        if (lowat) {
-                (void) setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { STREAM_WAKE_BYTES }, sizeof(int));
+        if (lowat)
                 wait_usec = MIN(wait_usec, STREAM_WAKE_USEC);
-        }
         r = ppoll(p, 2,
                   &(struct timespec) { .tv_sec = (time_t) (wait_usec / USEC_PER_SEC),
                                        .tv_nsec = (long) (wait_usec % USEC_PER_SEC) * 1000 },
                   NULL);
-        if (r < 0)
+        if (r < 0) {
+                r = errno == EINTR ? 0 : -errno;
+                if (r < 0)
+                        snprintf(error, size, "poll: %s", STRERROR(r));
+        }
+        if (lowat && setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { 1 }, sizeof(int)) < 0) {
                 r = -errno;
-        if (lowat)
-                (void) setsockopt(p[0].fd, SOL_SOCKET, SO_RCVLOWAT, &(int) { 1 }, sizeof(int));
+                snprintf(error, size, "lifting the socket's low-water mark: %s", STRERROR(r));
+        }
         return r;
 }
 
@@ -960,11 +966,9 @@ static int session_run(Session *s, char *error, size_t size) {
 
                 buffered = amqp_frames_enqueued(s->conn) || amqp_data_in_buffer(s->conn);
                 /* Commands wake it (and are taken at the top); mailbox_take() clears their fd. */
-                r = poll_broker(s, p, buffered ? 0 : wait_ms);
-                if (r < 0 && r != -EINTR) {
-                        snprintf(error, size, "poll: %s", STRERROR(r));
+                r = poll_broker(s, p, buffered ? 0 : wait_ms, error, size);
+                if (r < 0)
                         return r;
-                }
                 if (r == 0 && !buffered && !s->streaming)
                         ack_report_flush(s);
 
