@@ -6,7 +6,9 @@
  * same kind starting at the lowest unsettled tag goes out as one frame with multiple=true
  * (basic.reject has no such flag: SETTLE_RETURN_FAILED goes out one frame per tag); settled
  * tags behind an unsettled one go out one by one at once (so a batch stuck in retry does not
- * keep the others' messages unacked). */
+ * keep the others' messages unacked). That costs a frame per message whenever a batch finishes
+ * before the one below it; holding them 5 or 20 ms for that one's multiple frame instead gained
+ * neither events/s nor broker CPU in benchmark runs, and delayed the broker's refill. */
 
 #include "util/util.h"
 
