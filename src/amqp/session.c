@@ -686,7 +686,8 @@ static int read_frames(Session *s, bool until_confirm, char *error, size_t size)
                         break;
         }
 
-        /* Once per burst: its frames came with one recv(). */
+        /* Once per call, not per frame: a burst's frames came with one recv(), and a wait for a
+         * confirm ends at the frame that brought it. */
         if (i > 0) {
                 s->last_frame_at = now(CLOCK_MONOTONIC);
                 s->probe_sent_at = 0;
