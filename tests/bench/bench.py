@@ -1126,7 +1126,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--slow-broker-reruns", type=int, default=1,
                     help="run a b100/b1000/b100-l1 daemon run again (up to this many times) when the broker met its "
-                         "slow mode in it (the table's star: broker CPU per message over 1.5x the lowest of its kind so far); "
+                         f"slow mode in it (the table's star: broker CPU per message over {BROKER_SLOW_FACTOR}x the lowest "
+                         "of its kind so far); "
                          "every run is shown")
     ap.add_argument("--no-timeline", action="store_true",
                     help="do not set BATCH_TIMELINE=true in the throughput runs (one log line per batch)")
